@@ -1,0 +1,96 @@
+"""botkit: customer-support chatbots on any OpenAI-compatible LLM.
+
+Names are imported on first use, so the `botkit` command starts fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "BotApp": "botkit.app",
+    "BotDefinition": "botkit.home",
+    "BotHome": "botkit.home",
+    "BotSettings": "botkit.settings",
+    "BotkitError": "botkit.errors",
+    "Completion": "botkit.llm.base",
+    "ConfigError": "botkit.errors",
+    "ConversationStore": "botkit.stores.base",
+    "FaqIndex": "botkit.prompting.retrieval",
+    "FaqResponder": "botkit.llm.offline",
+    "FaqSnippet": "botkit.prompting.faq",
+    "IncomingMessage": "botkit.messages",
+    "MemoryStore": "botkit.stores.memory",
+    "Pipeline": "botkit.pipeline",
+    "Problem": "botkit.errors",
+    "Prompt": "botkit.prompting.composer",
+    "PromptComposer": "botkit.prompting.composer",
+    "Reply": "botkit.messages",
+    "Responder": "botkit.llm.base",
+    "Settings": "botkit.settings",
+    "StoreError": "botkit.errors",
+    "Turn": "botkit.messages",
+    "UnknownBotError": "botkit.errors",
+    "Usage": "botkit.messages",
+    "open_store": "botkit.stores",
+}
+
+__all__ = [
+    "BotApp",
+    "BotDefinition",
+    "BotHome",
+    "BotSettings",
+    "BotkitError",
+    "Completion",
+    "ConfigError",
+    "ConversationStore",
+    "FaqIndex",
+    "FaqResponder",
+    "FaqSnippet",
+    "IncomingMessage",
+    "MemoryStore",
+    "Pipeline",
+    "Problem",
+    "Prompt",
+    "PromptComposer",
+    "Reply",
+    "Responder",
+    "Settings",
+    "StoreError",
+    "Turn",
+    "UnknownBotError",
+    "Usage",
+    "open_store",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'botkit' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return [*globals(), *__all__]
+
+
+if TYPE_CHECKING:
+    from botkit.app import BotApp
+    from botkit.errors import BotkitError, ConfigError, Problem, StoreError, UnknownBotError
+    from botkit.home import BotDefinition, BotHome
+    from botkit.llm.base import Completion, Responder
+    from botkit.llm.offline import FaqResponder
+    from botkit.messages import IncomingMessage, Reply, Turn, Usage
+    from botkit.pipeline import Pipeline
+    from botkit.prompting.composer import Prompt, PromptComposer
+    from botkit.prompting.faq import FaqSnippet
+    from botkit.prompting.retrieval import FaqIndex
+    from botkit.settings import BotSettings, Settings
+    from botkit.stores import open_store
+    from botkit.stores.base import ConversationStore
+    from botkit.stores.memory import MemoryStore

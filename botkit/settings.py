@@ -1,0 +1,166 @@
+"""Settings, read once at the edge: the process's environment and each bot's TOML.
+
+`Settings` comes from the environment (prefix `BOTKIT_`, nested sections split at
+the first underscore: `BOTKIT_LLM_BASE_URL` is `llm.base_url`) and a `.env` file
+in the current directory. `BotSettings` comes from `bots/NAME.toml`; a bot
+without that file runs on the defaults below.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from botkit.errors import ConfigError, Problem
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_SECONDS_PER_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> object:
+    """Accept seconds as a number, or a string such as "90s", "30m", "24h", "7d"."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError("expected a duration such as 90s, 30m, 24h or 7d")
+        return float(match[1]) * _SECONDS_PER_UNIT[match[2]]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+class LLMSettings(BaseModel):
+    """Where completions come from; with none of these set, bots answer offline."""
+
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+
+
+class StoreSettings(BaseModel):
+    """Where conversations live: `memory://`, `sqlite:///PATH` (relative to the home)."""
+
+    url: str = "sqlite:///.botkit/botkit.db"
+
+
+class Settings(BaseSettings):
+    """The process's settings: the bot home, the store and the LLM endpoint."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BOTKIT_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        env_file=".env",
+        extra="ignore",
+    )
+
+    home: Path = Path(".")
+    store: StoreSettings = StoreSettings()
+    llm: LLMSettings = LLMSettings()
+    # The OpenAI SDK's own variable, honoured when BOTKIT_LLM_API_KEY is not set.
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+
+    @property
+    def llm_api_key(self) -> SecretStr | None:
+        return self.llm.api_key or self.openai_api_key
+
+    @property
+    def llm_configured(self) -> bool:
+        """An LLM is configured by a key or an explicit base URL; otherwise bots answer offline."""
+        return self.llm_api_key is not None or self.llm.base_url is not None
+
+
+class BotSettings(BaseModel):
+    """One bot's `bots/NAME.toml`; every key is optional."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str | None = None
+    model: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int = Field(default=512, gt=0)
+    context_tokens: int = Field(default=8192, gt=0)
+    faq_top_k: int = Field(default=3, ge=0)
+    faq_min_score: float = Field(default=0.15, ge=0, le=1)
+    faq_answer_score: float = Field(default=0.3, ge=0, le=1)
+    faq_language: str = "english"
+    history_turns: int = Field(default=40, ge=0)
+    idle_reset: Duration = 24 * 3600.0
+    max_message_chars: int = Field(default=4000, gt=0)
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("faq_language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        import Stemmer
+
+        languages = Stemmer.algorithms()
+        if value != "none" and value not in languages:
+            raise ValueError(f"must be 'none' or one of: {', '.join(languages)}")
+        return value
+
+
+def load_bot_settings(path: Path) -> BotSettings:
+    """Read `bots/NAME.toml`; a missing file means all defaults."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return BotSettings()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        # Python 3.11's error keeps its position only in the text: "... (at line 3, column 7)".
+        where = _TOML_POSITION.search(str(err))
+        message = _TOML_POSITION.sub("", str(err))
+        line = int(where[1]) if where else None
+        raise ConfigError([Problem(path, f"invalid TOML: {message}", line)]) from err
+    try:
+        return BotSettings.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_problems(path, text, err)) from err
+
+
+def _problems(path: Path, text: str, err: ValidationError) -> list[Problem]:
+    problems = []
+    for error in err.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join(loc)
+        if error["type"] == "extra_forbidden":
+            known = ", ".join(sorted(BotSettings.model_fields))
+            message = f"unknown key '{key}' (known keys: {known})"
+        else:
+            message = f"{key}: {error['msg']}"
+        problems.append(Problem(path, message, _line_of(text, loc)))
+    return problems
+
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)")
+_TABLE = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+")
+_KEY = re.compile(r"""^\s*["']?([A-Za-z0-9_-]+)["']?\s*=""")
+
+
+def _line_of(text: str, loc: tuple[str, ...]) -> int | None:
+    """The line where `loc` (table path + key) is set; tomllib keeps no positions."""
+    table: tuple[str, ...] = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if header := _TABLE.match(line):
+            table = tuple(part.strip().strip("\"'") for part in header[1].split("."))
+            if table == loc:
+                return number
+        elif (key := _KEY.match(line)) and (*table, key[1]) == loc:
+            return number
+    return None
