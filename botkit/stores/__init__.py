@@ -1,0 +1,36 @@
+"""Conversation stores, chosen by URL: `memory://`, `sqlite:///PATH`, `redis://…`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from botkit.errors import ConfigError, Problem
+from botkit.stores.base import ConversationStore
+from botkit.stores.memory import MemoryStore
+
+__all__ = ["ConversationStore", "MemoryStore", "open_store", "sqlite_path"]
+
+
+def sqlite_path(url: str, home: Path) -> Path:
+    """`sqlite:///rel/path` is relative to the bot home; `sqlite:////abs/path` is absolute."""
+    path = Path(url.removeprefix("sqlite:///"))
+    return path if path.is_absolute() else home / path
+
+
+async def open_store(url: str, *, home: Path) -> ConversationStore:
+    """Open the store a URL names; optional backends are imported only when used."""
+    scheme = url.partition(":")[0]
+    if scheme == "memory":
+        return MemoryStore()
+    if scheme == "sqlite" and url.startswith("sqlite:///"):
+        from botkit.stores.sqlite import SqliteStore
+
+        return await SqliteStore.open(sqlite_path(url, home))
+    raise ConfigError(
+        [
+            Problem(
+                Path("BOTKIT_STORE_URL"),
+                f"unsupported store URL {url!r}: use memory:// or sqlite:///PATH",
+            )
+        ]
+    )

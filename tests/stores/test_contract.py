@@ -1,0 +1,63 @@
+"""The behaviour every conversation store must share."""
+
+from __future__ import annotations
+
+import time
+
+from botkit.messages import Turn
+from botkit.stores import ConversationStore
+
+
+def turn(role: str, content: str, at: float | None = None) -> Turn:
+    return Turn(role, content, time.time() if at is None else at, 7)  # type: ignore[arg-type]
+
+
+async def test_appended_turns_come_back_in_order(store: ConversationStore) -> None:
+    await store.append("c1", [turn("user", "one"), turn("assistant", "two")])
+    await store.append("c1", [turn("user", "three")])
+    turns = await store.recent("c1", 10)
+    assert [t.content for t in turns] == ["one", "two", "three"]
+    assert [t.role for t in turns] == ["user", "assistant", "user"]
+    assert turns[0].tokens == 7
+
+
+async def test_recent_returns_only_the_newest_turns(store: ConversationStore) -> None:
+    await store.append("c1", [turn("user", str(i)) for i in range(10)])
+    assert [t.content for t in await store.recent("c1", 3)] == ["7", "8", "9"]
+    assert await store.recent("c1", 0) == []
+
+
+async def test_conversations_are_separate(store: ConversationStore) -> None:
+    await store.append("a", [turn("user", "for a")])
+    await store.append("b", [turn("user", "for b")])
+    assert [t.content for t in await store.recent("a", 10)] == ["for a"]
+    assert await store.recent("unknown", 10) == []
+
+
+async def test_reset_forgets_one_conversation(store: ConversationStore) -> None:
+    await store.append("a", [turn("user", "x")])
+    await store.append("b", [turn("user", "y")])
+    await store.reset("a")
+    assert await store.recent("a", 10) == []
+    assert len(await store.recent("b", 10)) == 1
+    await store.reset("never-seen")
+
+
+async def test_load_starts_fresh_after_the_idle_time(store: ConversationStore) -> None:
+    long_ago = time.time() - 3600
+    await store.append("old", [turn("user", "hello", long_ago), turn("assistant", "hi", long_ago)])
+    assert await store.load("old", limit=10, idle_reset=60) == []
+    await store.append("old", [turn("user", "new question")])
+    assert [t.content for t in await store.load("old", limit=10, idle_reset=60)] == ["new question"]
+
+
+async def test_load_keeps_a_recent_conversation(store: ConversationStore) -> None:
+    await store.append("c", [turn("user", "hello")])
+    assert len(await store.load("c", limit=10, idle_reset=60)) == 1
+    assert len(await store.load("c", limit=10)) == 1
+
+
+async def test_text_round_trips_exactly(store: ConversationStore) -> None:
+    text = "Grüße 👋\n'quotes' \"double\" -- DROP TABLE turns; \x00 end"
+    await store.append("c", [turn("user", text)])
+    assert (await store.recent("c", 1))[0].content == text
