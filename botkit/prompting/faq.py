@@ -1,0 +1,105 @@
+"""FAQ snippets: one Markdown file each, with YAML front matter, under `faq/`.
+
+---
+question: How do I reset my password?
+questions: [I forgot my password, Can't log in]
+tags: [account]
+---
+Open Settings → Account and choose **Reset password**.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from botkit.errors import Problem
+
+_YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_KNOWN_KEYS = ("question", "questions", "tags")
+_FENCE = "---"
+
+
+@dataclass(frozen=True, slots=True)
+class FaqSnippet:
+    """One answer and the ways customers ask for it."""
+
+    question: str
+    answer: str
+    source: str
+    questions: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+def load_faq(folder: Path) -> tuple[list[FaqSnippet], list[Problem]]:
+    """Every snippet under `folder/faq/`, and a problem for each file that is not one."""
+    snippets: list[FaqSnippet] = []
+    problems: list[Problem] = []
+    for path in sorted((folder / "faq").rglob("*.md")):
+        source = path.relative_to(folder).as_posix()
+        try:
+            snippets.append(parse_snippet(path.read_text(encoding="utf-8"), source))
+        except SnippetError as err:
+            problems.append(Problem(path, err.message, err.line))
+        except (OSError, UnicodeDecodeError) as err:
+            problems.append(Problem(path, f"cannot read: {err}"))
+    return snippets, problems
+
+
+class SnippetError(ValueError):
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+def parse_snippet(text: str, source: str) -> FaqSnippet:
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != _FENCE:
+        raise SnippetError("missing front matter: start the file with '---', then 'question: …'", 1)
+    try:
+        end = next(i for i, line in enumerate(lines[1:], start=1) if line.strip() == _FENCE)
+    except StopIteration:
+        raise SnippetError("front matter is not closed by a '---' line", 1) from None
+    try:
+        meta = yaml.load("\n".join(lines[1:end]), Loader=_YamlLoader)
+    except yaml.MarkedYAMLError as err:
+        line = err.problem_mark.line + 2 if err.problem_mark else 1
+        raise SnippetError(f"invalid front matter: {err.problem}", line) from err
+    if not isinstance(meta, dict):
+        raise SnippetError("front matter must be 'key: value' lines", 2)
+    unknown = sorted(set(meta) - set(_KNOWN_KEYS))
+    if unknown:
+        raise SnippetError(
+            f"unknown front-matter key '{unknown[0]}' (known: {', '.join(_KNOWN_KEYS)})",
+            _line_of_key(lines, unknown[0]),
+        )
+    question = meta.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise SnippetError("front matter has no 'question'", 2)
+    answer = "\n".join(lines[end + 1 :]).strip()
+    if not answer:
+        raise SnippetError("the answer (the text after the front matter) is empty", end + 1)
+    return FaqSnippet(
+        question=question.strip(),
+        answer=answer,
+        source=source,
+        questions=_strings(meta, "questions", lines),
+        tags=_strings(meta, "tags", lines),
+    )
+
+
+def _strings(meta: dict[str, Any], key: str, lines: list[str]) -> tuple[str, ...]:
+    value = meta.get(key) or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
+        raise SnippetError(f"'{key}' must be a list of strings", _line_of_key(lines, key))
+    return tuple(str(v).strip() for v in value if str(v).strip())
+
+
+def _line_of_key(lines: list[str], key: str) -> int | None:
+    return next((i for i, line in enumerate(lines, 1) if line.startswith(f"{key}:")), None)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from botkit.errors import ConfigError
+from botkit.prompting.templates import PromptTemplates
+from botkit.testing import write_bot
+
+
+def render(folder: Path, name: str = "system", **context: object) -> str:
+    return PromptTemplates(folder).render(name, context)
+
+
+def only_problem(err: pytest.ExceptionInfo[ConfigError]) -> str:
+    assert len(err.value.problems) == 1
+    return str(err.value.problems[0])
+
+
+def test_a_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    folder = write_bot(tmp_path, "b", system="line one\n{% if x %}\nno endif\n")
+    with pytest.raises(ConfigError) as err:
+        PromptTemplates(folder)
+    assert only_problem(err).startswith(f"{folder}/system.md.j2:3: ")
+
+
+def test_an_undefined_variable_names_file_and_line(tmp_path: Path) -> None:
+    folder = write_bot(tmp_path, "b", system="Hello\n\n{{ bot.nmae }}\n")
+    with pytest.raises(ConfigError) as err:
+        render(folder, bot={"name": "b"})
+    assert only_problem(err).startswith(f"{folder}/system.md.j2:3: ")
+    assert "nmae" in only_problem(err)
+
+
+def test_an_error_in_an_included_template_names_that_file(tmp_path: Path) -> None:
+    folder = write_bot(
+        tmp_path,
+        "b",
+        system="Intro\n{% include 'tone.md.j2' %}\n",
+        files={"tone.md.j2": "Be kind.\n{{ missing_var }}\n"},
+    )
+    with pytest.raises(ConfigError) as err:
+        render(folder)
+    assert only_problem(err).startswith(f"{folder}/tone.md.j2:2: ")
+
+
+def test_a_missing_include_is_reported(tmp_path: Path) -> None:
+    folder = write_bot(tmp_path, "b", system="{% include 'nope.md.j2' %}\n")
+    with pytest.raises(ConfigError, match="included template not found: nope.md.j2"):
+        render(folder)
+
+
+def test_a_missing_system_template_is_reported(tmp_path: Path) -> None:
+    folder = tmp_path / "prompts" / "b"
+    folder.mkdir(parents=True)
+    with pytest.raises(ConfigError) as err:
+        PromptTemplates(folder)
+    assert only_problem(err) == f"{folder}/system.md.j2: missing: every bot needs a system prompt"
+
+
+def test_the_sandbox_blocks_unsafe_attributes(tmp_path: Path) -> None:
+    folder = write_bot(tmp_path, "b", system="{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(ConfigError, match="unsafe"):
+        render(folder)
+
+
+def test_optional_templates_fall_back_to_defaults(tmp_path: Path) -> None:
+    folder = write_bot(tmp_path, "b", files={"welcome.md.j2": "Welcome, {{ user.name }}!"})
+    templates = PromptTemplates(folder)
+    user = type("U", (), {"name": "Ann"})()
+    assert templates.render("welcome", {"user": user}) == "Welcome, Ann!"
+    assert "/reset" in templates.render("help", {})
+    assert "support team" in templates.render("fallback", {})
+
+
+def test_description_is_the_first_comment(tmp_path: Path) -> None:
+    folder = write_bot(tmp_path, "b", system="{#\n  Billing helper for Acme\n  more\n#}\nHi")
+    assert PromptTemplates(folder).description() == "Billing helper for Acme"
