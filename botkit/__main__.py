@@ -1,0 +1,5 @@
+import sys
+
+from botkit.cli import main
+
+sys.exit(main())

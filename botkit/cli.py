@@ -1,0 +1,163 @@
+"""The `botkit` command. It owns the event loop and builds the parts from settings.
+
+Each command imports what it needs when it runs, so `botkit --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from botkit.errors import BotkitError, ConfigError, Problem
+
+if TYPE_CHECKING:
+    from botkit.settings import Settings
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    command: Command = args.command
+    try:
+        return command(args)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except BotkitError as err:
+        print(f"botkit: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--home",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="the folder holding prompts/ and bots/ (default: $BOTKIT_HOME, else .)",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more (-vv: debug)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="botkit", parents=[common], description="Customer-support bots from prompt folders."
+    )
+    parser.set_defaults(verbose=0)
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def add(name: str, run: Command, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub.set_defaults(command=run)
+        return sub
+
+    add("list", _list, "list the bots in the bot home")
+    chat = add("chat", _chat, "talk to a bot in the terminal (one message per line when piped)")
+    chat.add_argument("name", help="the bot: a folder under prompts/")
+    chat.add_argument("--user", help="the user to talk as (default: your login name)")
+    chat.add_argument("--new", action="store_true", help="forget the conversation first")
+    check = add("check", _check, "validate prompt folders and settings without running")
+    check.add_argument("name", nargs="?", help="one bot (default: all)")
+    new = add("new", _new, "create prompts/NAME/ and bots/NAME.toml from a working template")
+    new.add_argument("name", help="the new bot's name")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from pydantic import ValidationError
+
+    from botkit.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as err:
+        raise ConfigError(
+            Problem(Path("environment"), f"{'.'.join(map(str, e['loc']))}: {e['msg']}")
+            for e in err.errors()
+        ) from err
+    if "home" in args:
+        settings = settings.model_copy(update={"home": args.home})
+    return settings
+
+
+def _list(args: argparse.Namespace) -> int:
+    from botkit.home import BotHome
+
+    home = BotHome(_settings(args).home)
+    names = home.names()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {home.describe(name)}".rstrip())
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from botkit.home import BotHome
+
+    home = BotHome(_settings(args).home)
+    names = [args.name] if args.name else home.names()
+    if not names:
+        print(f"{home.prompts}: no bots here; create one with 'botkit new NAME'", file=sys.stderr)
+        return 1
+    failed = False
+    for name in names:
+        problems = home.check(name)
+        failed = failed or bool(problems)
+        for problem in problems:
+            print(problem)
+        if not problems:
+            print(f"{name}: ok")
+    return 1 if failed else 0
+
+
+def _new(args: argparse.Namespace) -> int:
+    from botkit.home import BotHome
+    from botkit.scaffold import create_bot
+
+    home = BotHome(_settings(args).home)
+    for path in create_bot(home, args.name):
+        print(f"created {path}")
+    print(f"Try it: botkit chat {args.name}")
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from botkit.adapters.console import CHANNEL, ConsoleAdapter
+    from botkit.app import BotApp
+    from botkit.home import BotHome
+    from botkit.messages import conversation_key
+
+    settings = _settings(args)
+    bot = BotHome(settings.home).load_checked(args.name)
+    user = args.user or getpass.getuser()
+
+    async def run() -> None:
+        async with BotApp(settings=settings, bots=[bot]) as app:
+            if args.new:
+                await app.store.reset(conversation_key(bot.name, CHANNEL, user))
+            adapter = ConsoleAdapter(
+                handler=app.pipelines[bot.name].handle,
+                bot=bot.name,
+                user_id=user,
+                stdin=sys.stdin,
+                stdout=sys.stdout,
+                interactive=sys.stdin.isatty() and sys.stdout.isatty(),
+            )
+            await adapter.run()
+
+    asyncio.run(run())
+    return 0

@@ -1,0 +1,1 @@
+"""Where answers come from: an OpenAI-compatible API, or the FAQ when offline."""

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from botkit.home import BotDefinition, BotHome
+from botkit.llm.base import Completion
+from botkit.llm.offline import FaqResponder
+from botkit.messages import Usage
+from botkit.pipeline import Pipeline, parse_command
+from botkit.prompting.composer import Prompt
+from botkit.stores import MemoryStore
+from botkit.testing import FakeChannel, write_bot
+
+
+class RecordingResponder:
+    """Answers "answer N" and remembers every prompt it was given."""
+
+    def __init__(self) -> None:
+        self.prompts: list[Prompt] = []
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        self.prompts.append(prompt)
+        return Completion(text=f"answer {len(self.prompts)}", usage=Usage(10, 2), model="m")
+
+
+def make(bot: BotDefinition, responder: object | None = None) -> tuple[Pipeline, FakeChannel]:
+    pipeline = Pipeline(bot=bot, store=MemoryStore(), responder=responder or FaqResponder(bot))  # type: ignore[arg-type]
+    return pipeline, FakeChannel(pipeline.handle, bot=bot.name)
+
+
+async def test_an_faq_question_is_answered_offline(shop: BotDefinition) -> None:
+    _, chat = make(shop)
+    reply = await chat.say("What are your opening hours?")
+    assert reply is not None
+    assert reply.text == "We are open Monday to Friday, 9:00 to 17:00."
+    assert reply.kind == "answer" and reply.in_reply_to == "1"
+
+
+async def test_an_unknown_question_gets_the_fallback(shop: BotDefinition) -> None:
+    _, chat = make(shop)
+    reply = await chat.say("Who won the football match yesterday?")
+    assert reply is not None and reply.kind == "fallback"
+    assert "support team" in reply.text
+
+
+async def test_both_turns_are_stored_and_sent_next_time(shop: BotDefinition) -> None:
+    responder = RecordingResponder()
+    pipeline, chat = make(shop, responder)
+    await chat.say("first question")
+    reply = await chat.say("second question")
+    assert reply is not None and reply.text == "answer 2" and reply.usage.total_tokens == 12
+    assert [m["content"] for m in responder.prompts[1].messages[1:]] == [
+        "first question",
+        "answer 1",
+        "second question",
+    ]
+    stored = await pipeline.store.recent(chat.message("").conversation_key, 10)
+    assert [t.content for t in stored] == [
+        "first question",
+        "answer 1",
+        "second question",
+        "answer 2",
+    ]
+    assert all(t.tokens > 0 for t in stored)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t "])
+async def test_empty_messages_never_reach_the_model(shop: BotDefinition, text: str) -> None:
+    responder = RecordingResponder()
+    _, chat = make(shop, responder)
+    assert await chat.say(text) is None
+    assert responder.prompts == []
+
+
+async def test_commands_never_reach_the_model_or_the_history(shop: BotDefinition) -> None:
+    responder = RecordingResponder()
+    pipeline, chat = make(shop, responder)
+    start = await chat.say("/start")
+    help_ = await chat.say("/help@ShopBot")
+    assert start is not None and start.kind == "command" and "shop" in start.text
+    assert help_ is not None and "/reset" in help_.text
+    assert responder.prompts == []
+    assert await pipeline.store.recent(chat.message("").conversation_key, 10) == []
+
+
+async def test_reset_forgets_the_conversation(shop: BotDefinition) -> None:
+    responder = RecordingResponder()
+    _, chat = make(shop, responder)
+    await chat.say("remember this")
+    reset = await chat.say("/reset")
+    assert reset is not None and "forgotten" in reset.text
+    await chat.say("and now?")
+    assert [m["role"] for m in responder.prompts[-1].messages] == ["system", "user"]
+
+
+async def test_a_long_message_is_cut_with_a_notice(home: Path) -> None:
+    write_bot(home, "short", settings="max_message_chars = 20\n")
+    bot = BotHome(home).load_checked("short")
+    responder = RecordingResponder()
+    _, chat = make(bot, responder)
+    reply = await chat.say("x" * 10_000)
+    assert responder.prompts[0].messages[-1]["content"] == "x" * 20
+    assert reply is not None and "first 20 characters" in reply.text
+
+
+async def test_a_failing_responder_gets_the_fallback_and_keeps_the_question(
+    shop: BotDefinition, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        async def complete(self, prompt: Prompt) -> Completion:
+            raise RuntimeError("the model is down")
+
+    pipeline, chat = make(shop, Broken())
+    with caplog.at_level(logging.ERROR):
+        reply = await chat.say("when are you open?")
+    assert reply is not None and "9:00 to 17:00" in reply.text  # the offline FAQ answer
+    stored = await pipeline.store.recent(chat.message("").conversation_key, 10)
+    assert [t.content for t in stored][0] == "when are you open?"
+    assert "the model is down" in caplog.text
+
+
+class GatedResponder:
+    """Blocks each completion until the test releases it, to observe ordering."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.release = asyncio.Event()
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        self.started.append(prompt.messages[-1]["content"])
+        await self.release.wait()
+        return Completion(text=f"re: {prompt.messages[-1]['content']}")
+
+
+async def test_one_conversation_is_handled_in_order(shop: BotDefinition) -> None:
+    responder = GatedResponder()
+    pipeline, chat = make(shop, responder)
+    first = asyncio.create_task(chat.say("one"))
+    second = asyncio.create_task(chat.say("two"))
+    await asyncio.sleep(0.05)
+    assert responder.started == ["one"]  # "two" waits for "one" to finish
+    responder.release.set()
+    await asyncio.gather(first, second)
+    assert responder.started == ["one", "two"]
+    stored = await pipeline.store.recent(chat.message("").conversation_key, 10)
+    assert [t.content for t in stored] == ["one", "re: one", "two", "re: two"]
+    assert len(pipeline._locks) == 0  # no lock is kept for an idle conversation
+
+
+async def test_different_conversations_run_concurrently(shop: BotDefinition) -> None:
+    responder = GatedResponder()
+    pipeline = Pipeline(bot=shop, store=MemoryStore(), responder=responder)  # type: ignore[arg-type]
+    chats = [FakeChannel(pipeline.handle, bot="shop", user_id=f"u{i}") for i in range(20)]
+    tasks = [asyncio.create_task(c.say(f"q{i}")) for i, c in enumerate(chats)]
+    await asyncio.sleep(0.05)
+    assert sorted(responder.started) == sorted(f"q{i}" for i in range(20))
+    responder.release.set()
+    replies = await asyncio.gather(*tasks)
+    assert [r.text for r in replies if r] == [f"re: q{i}" for i in range(20)]
+
+
+def test_parse_command() -> None:
+    assert parse_command("/reset") == "/reset"
+    assert parse_command("/RESET@my_bot please") == "/reset"
+    assert parse_command("/unknown") is None
+    assert parse_command("reset") is None
