@@ -11,7 +11,7 @@ from botkit.home import BotDefinition
 from botkit.llm.offline import FaqResponder
 from botkit.pipeline import Pipeline
 from botkit.settings import Settings
-from botkit.stores import ConversationStore, open_store
+from botkit.stores import Store, open_store
 
 
 class BotApp:
@@ -22,10 +22,10 @@ class BotApp:
         self.bots = list(bots)
         self.pipelines: dict[str, Pipeline] = {}
         self._exit_stack = AsyncExitStack()
-        self._store: ConversationStore | None = None
+        self._store: Store | None = None
 
     @property
-    def store(self) -> ConversationStore:
+    def store(self) -> Store:
         if self._store is None:
             raise RuntimeError("BotApp is not open: use 'async with BotApp(...)'")
         return self._store

@@ -67,6 +67,9 @@ class Reply:
     in_reply_to: str | None = None
     finish_reason: str = "stop"
     usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+    error: str | None = None
+    """The kind of failure (e.g. "RateLimitError") when the LLM could not answer."""
 
     @property
     def truncated(self) -> bool:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from botkit.home import BotDefinition, BotHome
 from botkit.llm.base import Completion
 from botkit.llm.offline import FaqResponder
-from botkit.messages import Usage
+from botkit.messages import Reply, Usage
 from botkit.pipeline import Pipeline, parse_command
 from botkit.prompting.composer import Prompt
 from botkit.stores import MemoryStore
@@ -168,3 +169,80 @@ def test_parse_command() -> None:
     assert parse_command("/RESET@my_bot please") == "/reset"
     assert parse_command("/unknown") is None
     assert parse_command("reset") is None
+
+
+class StreamingResponder:
+    """Streams fixed deltas; optionally breaks off after `fail_after` of them."""
+
+    def __init__(self, deltas: list[str], fail_after: int | None = None) -> None:
+        self.deltas = deltas
+        self.fail_after = fail_after
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        raise AssertionError("the streaming path must not call complete()")
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[str | Completion]:
+        for i, delta in enumerate(self.deltas):
+            if i == self.fail_after:
+                raise ConnectionError("stream cut")
+            yield delta
+        yield Completion(text="".join(self.deltas), usage=Usage(3, 4))
+
+
+async def collect(pipeline: Pipeline, text: str) -> tuple[list[str], Reply | None]:
+    stream = pipeline.stream(FakeChannel(pipeline.handle, bot="shop").message(text))
+    deltas = [delta async for delta in stream]
+    return deltas, stream.reply
+
+
+async def test_stream_yields_deltas_that_join_to_the_stored_reply(shop: BotDefinition) -> None:
+    pipeline, chat = make(shop, StreamingResponder(["Hel", "lo ", "there"]))
+    deltas, reply = await collect(pipeline, "hi")
+    assert deltas == ["Hel", "lo ", "there"]
+    assert reply is not None and reply.text == "Hello there" and reply.usage.total_tokens == 7
+    stored = await pipeline.store.recent(chat.message("").conversation_key, 10)
+    assert [t.content for t in stored] == ["hi", "Hello there"]
+
+
+async def test_a_stream_broken_midway_keeps_the_text_and_says_so(shop: BotDefinition) -> None:
+    pipeline, _ = make(shop, StreamingResponder(["Part one, ", "part two"], fail_after=1))
+    deltas, reply = await collect(pipeline, "hi")
+    assert deltas[0] == "Part one, " and "interrupted" in deltas[-1]
+    assert reply is not None and reply.text == "".join(deltas)
+    assert reply.error == "ConnectionError" and reply.finish_reason == "error"
+
+
+async def test_a_stream_failing_at_once_gets_the_offline_answer(shop: BotDefinition) -> None:
+    pipeline, _ = make(shop, StreamingResponder(["never"], fail_after=0))
+    deltas, reply = await collect(pipeline, "how long does shipping take?")
+    assert "".join(deltas) == "Parcels arrive in 2 to 4 working days."
+    assert reply is not None and reply.error == "ConnectionError"
+
+
+async def test_commands_and_empty_messages_stream_too(shop: BotDefinition) -> None:
+    pipeline, _ = make(shop, StreamingResponder(["x"]))
+    deltas, reply = await collect(pipeline, "/help")
+    assert reply is not None and reply.kind == "command" and "".join(deltas) == reply.text
+    assert await collect(pipeline, "  ") == ([], None)
+
+
+async def test_listeners_see_every_reply_with_its_duration(shop: BotDefinition) -> None:
+    seen: list[tuple[str, str, float]] = []
+    pipeline = Pipeline(
+        bot=shop,
+        store=MemoryStore(),
+        responder=FaqResponder(shop),
+        listeners=[
+            lambda message, reply, seconds: seen.append((message.text, reply.kind, seconds))
+        ],
+    )
+    chat = FakeChannel(pipeline.handle, bot="shop")
+    await chat.say("When are you open?")
+    await chat.say("/help")
+    await collect(pipeline, "something unrelated entirely")
+    assert [(text, kind) for text, kind, _ in seen] == [
+        ("When are you open?", "answer"),
+        ("/help", "command"),
+        ("something unrelated entirely", "fallback"),
+    ]
+    assert all(seconds >= 0 for *_, seconds in seen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,9 +19,14 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     model: str | None = None
     kind: ReplyKind = "answer"
+    error: str | None = None
 
 
 class Responder(Protocol):
-    """Anything that answers a composed prompt."""
+    """Anything that answers a composed prompt, whole or as it is generated."""
 
     async def complete(self, prompt: Prompt) -> Completion: ...
+
+    def stream(self, prompt: Prompt) -> AsyncIterator[str | Completion]:
+        """Text deltas as they arrive, then exactly one `Completion` with the whole text."""
+        ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from botkit.home import BotDefinition
 from botkit.llm.base import Completion
 from botkit.prompting.composer import Prompt
@@ -15,6 +17,11 @@ class FaqResponder:
 
     async def complete(self, prompt: Prompt) -> Completion:
         return self.answer(prompt)
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[str | Completion]:
+        completion = self.answer(prompt)
+        yield completion.text
+        yield completion
 
     def answer(self, prompt: Prompt) -> Completion:
         if prompt.faq and prompt.faq[0].confidence >= self._bot.settings.faq_answer_score:

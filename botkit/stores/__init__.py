@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from botkit.errors import ConfigError, Problem
-from botkit.stores.base import ConversationStore
+from botkit.stores.base import ConversationStore, RecordStore, Store
 from botkit.stores.memory import MemoryStore
 
-__all__ = ["ConversationStore", "MemoryStore", "open_store", "sqlite_path"]
+__all__ = ["ConversationStore", "MemoryStore", "RecordStore", "Store", "open_store", "sqlite_path"]
 
 
 def sqlite_path(url: str, home: Path) -> Path:
@@ -17,7 +17,7 @@ def sqlite_path(url: str, home: Path) -> Path:
     return path if path.is_absolute() else home / path
 
 
-async def open_store(url: str, *, home: Path) -> ConversationStore:
+async def open_store(url: str, *, home: Path) -> Store:
     """Open the store a URL names; optional backends are imported only when used."""
     scheme = url.partition(":")[0]
     if scheme == "memory":

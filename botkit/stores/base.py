@@ -1,4 +1,9 @@
-"""The conversation store interface: a few async methods every backend implements."""
+"""The store interfaces every backend implements: conversations, and small records.
+
+A backend (memory, SQLite, Redis) is one `Store`: one connection serving the
+pipeline's conversations and the channels' records (web sessions, the Slack
+events already answered), so several workers sharing a backend share both.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from botkit.messages import Turn
 
@@ -47,3 +52,33 @@ class ConversationStore(ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class RecordStore(ABC):
+    """JSON-able records under string keys, each with an optional time to live."""
+
+    @abstractmethod
+    async def get_record(self, key: str) -> dict[str, Any] | None:
+        """The record, or None when it is absent or expired."""
+
+    @abstractmethod
+    async def put_record(
+        self, key: str, value: dict[str, Any], *, ttl: float | None = None
+    ) -> None:
+        """Create or replace a record; it expires after `ttl` seconds when given."""
+
+    @abstractmethod
+    async def delete_record(self, key: str) -> bool:
+        """Remove a record; True when there was one."""
+
+    @abstractmethod
+    async def claim(self, key: str, *, ttl: float) -> bool:
+        """True for the first claim of `key` within `ttl` seconds, False for every repeat.
+
+        Atomic across every process sharing the backend: how a re-delivered
+        event is recognised and dropped exactly once.
+        """
+
+
+class Store(ConversationStore, RecordStore):
+    """One backend serving both interfaces."""

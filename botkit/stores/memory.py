@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import copy
+import time
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from botkit.messages import Turn
-from botkit.stores.base import ConversationStore
+from botkit.stores.base import Store
 
 
-class MemoryStore(ConversationStore):
-    """Conversations in a dict; nothing survives a restart."""
+class MemoryStore(Store):
+    """Conversations and records in dicts; nothing survives a restart."""
 
     def __init__(self) -> None:
         self._turns: defaultdict[str, list[Turn]] = defaultdict(list)
+        self._records: dict[str, tuple[dict[str, Any], float | None]] = {}
 
     async def recent(self, key: str, limit: int) -> list[Turn]:
         if limit <= 0 or key not in self._turns:
@@ -25,3 +29,28 @@ class MemoryStore(ConversationStore):
 
     async def reset(self, key: str) -> None:
         self._turns.pop(key, None)
+
+    async def get_record(self, key: str) -> dict[str, Any] | None:
+        entry = self._records.get(key)
+        if entry is None or _expired(entry[1]):
+            return None
+        return copy.deepcopy(entry[0])
+
+    async def put_record(
+        self, key: str, value: dict[str, Any], *, ttl: float | None = None
+    ) -> None:
+        self._records[key] = (copy.deepcopy(value), None if ttl is None else time.time() + ttl)
+
+    async def delete_record(self, key: str) -> bool:
+        entry = self._records.pop(key, None)
+        return entry is not None and not _expired(entry[1])
+
+    async def claim(self, key: str, *, ttl: float) -> bool:
+        if await self.get_record(key) is not None:
+            return False
+        await self.put_record(key, {}, ttl=ttl)
+        return True
+
+
+def _expired(expires: float | None) -> bool:
+    return expires is not None and expires <= time.time()

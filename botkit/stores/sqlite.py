@@ -6,16 +6,19 @@ process wait for the lock instead of failing. Every append is one INSERT.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
 from botkit.errors import StoreError
 from botkit.messages import Turn
-from botkit.stores.base import ConversationStore
+from botkit.stores.base import Store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
@@ -27,7 +30,14 @@ CREATE TABLE IF NOT EXISTS turns (
     tokens INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns (conversation, id);
+CREATE TABLE IF NOT EXISTS records (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires REAL
+);
 """
+# Expired records are skipped when read and swept now and then, not on every write.
+_SWEEP_EVERY = 1000
 
 
 @cache
@@ -36,13 +46,14 @@ def _insert_sql(rows: int) -> str:
     return f"INSERT INTO turns (conversation, role, content, at, tokens) VALUES {values}"
 
 
-class SqliteStore(ConversationStore):
+class SqliteStore(Store):
     """Conversations in an SQLite file; open it with `await SqliteStore.open(path)`."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path, *, busy_timeout: float) -> None:
         self._db = db
         self.path = path
         self._busy_timeout = busy_timeout
+        self._writes_until_sweep = 0
 
     @classmethod
     async def open(cls, path: Path, *, busy_timeout: float = 5.0) -> SqliteStore:
@@ -92,6 +103,56 @@ class SqliteStore(ConversationStore):
             await self._db.execute("DELETE FROM turns WHERE conversation = ?", (key,))
         except sqlite3.Error as err:
             raise self._error(err) from err
+
+    async def get_record(self, key: str) -> dict[str, Any] | None:
+        row = await self._fetchone(
+            "SELECT value FROM records WHERE key = ? AND (expires IS NULL OR expires > ?)",
+            (key, time.time()),
+        )
+        return None if row is None else dict(json.loads(row[0]))
+
+    async def put_record(
+        self, key: str, value: dict[str, Any], *, ttl: float | None = None
+    ) -> None:
+        await self._write(
+            "INSERT OR REPLACE INTO records (key, value, expires) VALUES (?, ?, ?)",
+            (key, json.dumps(value), None if ttl is None else time.time() + ttl),
+        )
+
+    async def delete_record(self, key: str) -> bool:
+        now = time.time()
+        sql = "DELETE FROM records WHERE key = ? AND (expires IS NULL OR expires > ?)"
+        return await self._write(sql, (key, now)) > 0
+
+    async def claim(self, key: str, *, ttl: float) -> bool:
+        now = time.time()
+        # One statement, so two processes racing for the same key cannot both win.
+        inserted = await self._write(
+            "INSERT INTO records (key, value, expires) VALUES (?, '{}', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = '{}', expires = excluded.expires"
+            " WHERE records.expires IS NOT NULL AND records.expires <= ?",
+            (key, now + ttl, now),
+        )
+        return inserted > 0
+
+    async def _fetchone(self, sql: str, params: Sequence[Any]) -> Any:
+        try:
+            async with self._db.execute(sql, params) as cursor:
+                return await cursor.fetchone()
+        except sqlite3.Error as err:
+            raise self._error(err) from err
+
+    async def _write(self, sql: str, params: Sequence[Any]) -> int:
+        try:
+            async with self._db.execute(sql, params) as cursor:
+                changed = cursor.rowcount
+            self._writes_until_sweep -= 1
+            if self._writes_until_sweep <= 0:
+                self._writes_until_sweep = _SWEEP_EVERY
+                await self._db.execute("DELETE FROM records WHERE expires <= ?", (time.time(),))
+        except sqlite3.Error as err:
+            raise self._error(err) from err
+        return changed
 
     async def aclose(self) -> None:
         await self._db.close()

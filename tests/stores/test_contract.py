@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from botkit.messages import Turn
-from botkit.stores import ConversationStore
+from botkit.stores import ConversationStore, Store
 
 
 def turn(role: str, content: str, at: float | None = None) -> Turn:
@@ -61,3 +62,38 @@ async def test_text_round_trips_exactly(store: ConversationStore) -> None:
     text = "Grüße 👋\n'quotes' \"double\" -- DROP TABLE turns; \x00 end"
     await store.append("c", [turn("user", text)])
     assert (await store.recent("c", 1))[0].content == text
+
+
+async def test_records_round_trip_and_can_be_deleted(store: Store) -> None:
+    value = {"bot": "shop", "metadata": {"plan": "pro", "n": [1, 2]}}
+    await store.put_record("session:1", value)
+    assert await store.get_record("session:1") == value
+    value["bot"] = "changed after storing"
+    assert (await store.get_record("session:1"))["bot"] == "shop"  # type: ignore[index]
+    await store.put_record("session:1", {"bot": "other"})
+    assert await store.get_record("session:1") == {"bot": "other"}
+    assert await store.delete_record("session:1") is True
+    assert await store.get_record("session:1") is None
+    assert await store.delete_record("session:1") is False
+
+
+async def test_records_expire(store: Store) -> None:
+    await store.put_record("short", {"x": 1}, ttl=0.05)
+    await store.put_record("long", {"x": 2}, ttl=60)
+    await asyncio.sleep(0.1)
+    assert await store.get_record("short") is None
+    assert await store.get_record("long") == {"x": 2}
+    assert await store.delete_record("short") is False
+
+
+async def test_claim_is_true_once_per_key_until_it_expires(store: Store) -> None:
+    assert await store.claim("event:Ev1", ttl=0.1) is True
+    assert await store.claim("event:Ev1", ttl=0.1) is False
+    assert await store.claim("event:Ev2", ttl=0.1) is True
+    await asyncio.sleep(0.15)
+    assert await store.claim("event:Ev1", ttl=0.1) is True
+
+
+async def test_concurrent_claims_have_one_winner(store: Store) -> None:
+    results = await asyncio.gather(*(store.claim("event:race", ttl=60) for _ in range(20)))
+    assert results.count(True) == 1

@@ -114,3 +114,27 @@ async def test_concurrent_appends_from_one_process(tmp_path: Path) -> None:
             *(store.append(f"c{i}", [Turn("user", "x", time.time(), 1)]) for i in range(100))
         )
         assert all([len(await store.recent(f"c{i}", 5)) == 1 for i in range(100)])
+
+
+def test_two_processes_claiming_the_same_events_never_both_win(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from pathlib import Path
+        from botkit.stores.sqlite import SqliteStore
+
+        async def main():
+            async with await SqliteStore.open(Path({str(path)!r})) as store:
+                won = [await store.claim(f"event:{{i}}", ttl=60) for i in range(200)]
+                print(sum(won))
+
+        asyncio.run(main())
+        """
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    wins = [int(w.communicate(timeout=60)[0]) for w in workers]
+    assert sum(wins) == 200
