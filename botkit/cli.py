@@ -74,6 +74,20 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("name", nargs="?", help="one bot (default: all)")
     new = add("new", _new, "create prompts/NAME/ and bots/NAME.toml from a working template")
     new.add_argument("name", help="the new bot's name")
+    serve = add("serve", _serve, "run bots on Telegram, Slack and the web until stopped")
+    serve.add_argument("names", nargs="+", metavar="NAME", help="the bots to serve")
+    serve.add_argument(
+        "--channel",
+        action="append",
+        dest="channels",
+        metavar="CHANNEL",
+        help="web, telegram or slack; give it again for several (default: web)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="HTTP port (default: 8080)")
+    serve.add_argument(
+        "--webhook", metavar="URL", help="Telegram: receive updates at this public URL"
+    )
     return parser
 
 
@@ -158,6 +172,32 @@ def _chat(args: argparse.Namespace) -> int:
                 interactive=sys.stdin.isatty() and sys.stdout.isatty(),
             )
             await adapter.run()
+
+    asyncio.run(run())
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from botkit.adapters import ServeOptions
+    from botkit.app import BotApp
+    from botkit.home import BotHome
+    from botkit.serve import load_channel, serve
+
+    settings = _settings(args)
+    home = BotHome(settings.home)
+    bots = [home.load_checked(name) for name in dict.fromkeys(args.names)]
+    options = ServeOptions(
+        channels=tuple(dict.fromkeys(args.channels or ["web"])),
+        host=args.host,
+        port=args.port,
+        webhook_url=args.webhook,
+    )
+    for channel in options.channels:
+        load_channel(channel)
+
+    async def run() -> None:
+        async with BotApp(settings=settings, bots=bots) as app:
+            await serve(app, options)
 
     asyncio.run(run())
     return 0

@@ -23,9 +23,9 @@ class BotkitError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One fault in a bot's files, printed as `file:line: message`."""
+    """One fault in a bot's files (or a setting, or an option), printed as `file:line: message`."""
 
-    path: Path
+    path: Path | str
     message: str
     line: int | None = None
 

@@ -21,6 +21,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -57,6 +58,39 @@ class StoreSettings(BaseModel):
     url: str = "sqlite:///.botkit/botkit.db"
 
 
+class TelegramSettings(BaseModel):
+    """`TELEGRAM_BOT_TOKEN` serves one bot; `bot_tokens` maps bot names to tokens for several."""
+
+    bot_token: SecretStr | None = None
+    bot_tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    base_url: str = "https://api.telegram.org"
+    webhook_secret: SecretStr | None = None
+
+
+class SlackSettings(BaseModel):
+    """A Slack app's credentials; `api_url` lets a local server stand in for Slack."""
+
+    bot_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    app_token: SecretStr | None = None
+    api_url: str = "https://slack.com/api/"
+    slash_command: str = "/botkit"
+
+
+class WebSettings(BaseModel):
+    """The sessions API and chat page."""
+
+    api_keys: SecretStr | None = None
+    """Comma-separated keys accepted as `Authorization: Bearer` on /v1/ routes."""
+    max_message_chars: int = Field(default=16_000, gt=0)
+    public_messages_per_minute: int = Field(default=10, ge=0)
+
+    @property
+    def keys(self) -> list[str]:
+        raw = self.api_keys.get_secret_value() if self.api_keys else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]
+
+
 class Settings(BaseSettings):
     """The process's settings: the bot home, the store and the LLM endpoint."""
 
@@ -71,8 +105,29 @@ class Settings(BaseSettings):
     home: Path = Path(".")
     store: StoreSettings = StoreSettings()
     llm: LLMSettings = LLMSettings()
-    # The OpenAI SDK's own variable, honoured when BOTKIT_LLM_API_KEY is not set.
+    telegram: TelegramSettings = TelegramSettings()
+    slack: SlackSettings = SlackSettings()
+    web: WebSettings = WebSettings()
+
+    # The platforms' own variable names, honoured when the BOTKIT_ ones are not set.
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    telegram_bot_token: SecretStr | None = Field(
+        default=None, validation_alias="TELEGRAM_BOT_TOKEN"
+    )
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias="SLACK_SIGNING_SECRET"
+    )
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
+
+    @model_validator(mode="after")
+    def _platform_variables(self) -> Settings:
+        telegram, slack = self.telegram, self.slack
+        telegram.bot_token = telegram.bot_token or self.telegram_bot_token
+        slack.bot_token = slack.bot_token or self.slack_bot_token
+        slack.signing_secret = slack.signing_secret or self.slack_signing_secret
+        slack.app_token = slack.app_token or self.slack_app_token
+        return self
 
     @property
     def llm_api_key(self) -> SecretStr | None:
@@ -101,6 +156,7 @@ class BotSettings(BaseModel):
     history_turns: int = Field(default=40, ge=0)
     idle_reset: Duration = 24 * 3600.0
     max_message_chars: int = Field(default=4000, gt=0)
+    streaming: bool = True
     vars: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("faq_language")

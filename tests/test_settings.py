@@ -79,3 +79,24 @@ def test_bad_bot_settings_name_file_and_line(tmp_path: Path, text: str, expected
     with pytest.raises(ConfigError) as caught:
         load_bot_settings(path)
     assert str(caught.value.problems[0]).startswith(f"{tmp_path}/{expected}")
+
+
+def test_channel_settings_come_from_platform_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:tg")
+    monkeypatch.setenv("BOTKIT_TELEGRAM_BASE_URL", "http://127.0.0.1:9000")
+    monkeypatch.setenv("BOTKIT_TELEGRAM_BOT_TOKENS", '{"shop": "456:shop"}')
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "s3cr3t-sig")
+    monkeypatch.setenv("BOTKIT_SLACK_API_URL", "http://127.0.0.1:9001/api/")
+    monkeypatch.setenv("BOTKIT_WEB_API_KEYS", "k1, k2,,")
+    settings = Settings()
+    assert settings.telegram.bot_token.get_secret_value() == "123:tg"  # type: ignore[union-attr]
+    assert settings.telegram.bot_tokens["shop"].get_secret_value() == "456:shop"
+    assert settings.telegram.base_url == "http://127.0.0.1:9000"
+    assert settings.slack.bot_token.get_secret_value() == "xoxb-1"  # type: ignore[union-attr]
+    assert settings.slack.signing_secret.get_secret_value() == "s3cr3t-sig"  # type: ignore[union-attr]
+    assert settings.slack.app_token is None
+    assert settings.slack.api_url == "http://127.0.0.1:9001/api/"
+    assert settings.web.keys == ["k1", "k2"]
+    for secret in ("123:tg", "456:shop", "xoxb-1", "s3cr3t-sig", "k1"):
+        assert secret not in repr(settings)

@@ -71,7 +71,7 @@ class PromptComposer:
         }
 
     def render(self, name: str, message: IncomingMessage) -> str:
-        """Render a message template (welcome, help, fallback, reset) for this user."""
+        """Render a message template (welcome, help, fallback, reset, unsupported) for this user."""
         return self.bot.templates.render(name, self.context(message))
 
     def compose(

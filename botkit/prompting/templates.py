@@ -37,13 +37,16 @@ DEFAULTS: dict[str, str] = {
         "and how to reach you, and a person will get back to you."
     ),
     "reset": "Done: I've forgotten our conversation. What can I help you with?",
+    "unsupported": (
+        "Sorry, I can only read text messages. Please type your question and I'll help."
+    ),
 }
 
 _COMMENT = re.compile(r"\{#-?\s*(.*?)\s*-?#\}", re.DOTALL)
 
 
 class PromptTemplates:
-    """The system template and the optional ones (welcome, help, fallback, reset)."""
+    """The system template and the optional ones (welcome, help, fallback, reset, unsupported)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder

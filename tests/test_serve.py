@@ -1,0 +1,116 @@
+"""`botkit serve`: channels side by side on one HTTP server, stopped gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import Sequence
+
+import pytest
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import BaseRoute, Route
+
+from botkit.adapters import CHANNELS, ServeOptions
+from botkit.app import BotApp
+from botkit.errors import ConfigError
+from botkit.home import BotDefinition
+from botkit.serve import load_channel, serve
+from botkit.settings import Settings
+
+
+class FakeChannel:
+    """Serves GET /ping/NAME, runs a background loop, records its lifecycle."""
+
+    events: list[str] = []
+
+    def __init__(self, app: BotApp, options: ServeOptions, name: str) -> None:
+        self.name = name
+        self.app = app
+
+    def routes(self) -> Sequence[BaseRoute]:
+        async def ping(request: Request) -> PlainTextResponse:
+            return PlainTextResponse(f"pong from {self.name}: {sorted(self.app.pipelines)}")
+
+        return [Route(f"/ping/{self.name}", ping)]
+
+    async def run(self) -> None:
+        self.events.append(f"{self.name} running")
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.events.append(f"{self.name} cancelled")
+            raise
+
+    async def aclose(self) -> None:
+        self.events.append(f"{self.name} closed")
+
+
+def fake_a(app: BotApp, options: ServeOptions) -> FakeChannel:
+    return FakeChannel(app, options, "a")
+
+
+def fake_b(app: BotApp, options: ServeOptions) -> FakeChannel:
+    return FakeChannel(app, options, "b")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def http_get(port: int, path: str) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    response = (await reader.read()).decode()
+    writer.close()
+    return response
+
+
+@pytest.fixture
+def fake_channels(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    monkeypatch.setitem(CHANNELS, "fake_a", f"{__name__}:fake_a")
+    monkeypatch.setitem(CHANNELS, "fake_b", f"{__name__}:fake_b")
+    FakeChannel.events = []
+    return FakeChannel.events
+
+
+async def test_channels_share_one_server_and_stop_on_sigterm(
+    shop: BotDefinition, fake_channels: list[str]
+) -> None:
+    port = free_port()
+    options = ServeOptions(channels=("fake_a", "fake_b"), port=port)
+    async with BotApp(settings=Settings(store={"url": "memory://"}), bots=[shop]) as app:
+        task = asyncio.create_task(serve(app, options))
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            try:
+                first = await http_get(port, "/ping/a")
+                break
+            except OSError:
+                continue
+        assert "pong from a: ['shop']" in first
+        assert "pong from b" in await http_get(port, "/ping/b")
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(task, 10)
+    assert fake_channels[:2] == ["a running", "b running"]
+    assert fake_channels[2:4] == ["a cancelled", "b cancelled"]
+    assert fake_channels[4:] == ["b closed", "a closed"]  # closed in reverse
+
+
+async def test_a_taken_port_is_a_clear_error(shop: BotDefinition, fake_channels: list[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        options = ServeOptions(channels=("fake_a",), port=taken.getsockname()[1])
+        async with BotApp(settings=Settings(store={"url": "memory://"}), bots=[shop]) as app:
+            with pytest.raises(ConfigError, match="cannot listen on 127.0.0.1"):
+                await serve(app, options)
+
+
+def test_an_unknown_channel_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="unknown channel 'fax'"):
+        load_channel("fax")
