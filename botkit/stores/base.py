@@ -1,8 +1,8 @@
-"""The store interfaces every backend implements: conversations, and small records.
+"""The store interfaces every backend implements: conversations, small records, usage.
 
 A backend (memory, SQLite, Redis) is one `Store`: one connection serving the
-pipeline's conversations and the channels' records (web sessions, the Slack
-events already answered), so several workers sharing a backend share both.
+pipeline's conversations, the channels' records (web sessions, the Slack events
+already answered) and the token ledger, so workers sharing a backend share all three.
 """
 
 from __future__ import annotations
@@ -10,10 +10,33 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 from botkit.messages import Turn
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """Tokens spent by one bot for one user's conversation on one day (UTC, YYYY-MM-DD)."""
+
+    day: str
+    bot: str
+    user: str
+    conversation: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotal:
+    day: str
+    bot: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
 
 
 class ConversationStore(ABC):
@@ -80,5 +103,21 @@ class RecordStore(ABC):
         """
 
 
-class Store(ConversationStore, RecordStore):
-    """One backend serving both interfaces."""
+class UsageLedger(ABC):
+    """Token counts per day, bot, user, conversation and model, summed as they are added."""
+
+    @abstractmethod
+    async def add_usage(self, records: Sequence[UsageRecord]) -> None:
+        """Add the records' tokens to the running totals."""
+
+    @abstractmethod
+    async def usage_totals(self, *, since: str, bot: str | None = None) -> list[UsageTotal]:
+        """Totals per day, bot and model from day `since` on, oldest first."""
+
+    @abstractmethod
+    async def tokens_used(self, *, day: str, bot: str, user: str | None = None) -> int:
+        """All tokens a bot (or one of its users) spent on `day`."""
+
+
+class Store(ConversationStore, RecordStore, UsageLedger):
+    """One backend serving every interface."""

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from botkit.messages import Turn
-from botkit.stores.base import Store
+from botkit.stores.base import Store, UsageRecord, UsageTotal
 
 
 class MemoryStore(Store):
@@ -18,6 +18,9 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._turns: defaultdict[str, list[Turn]] = defaultdict(list)
         self._records: dict[str, tuple[dict[str, Any], float | None]] = {}
+        self._usage: defaultdict[tuple[str, str, str, str, str], list[int]] = defaultdict(
+            lambda: [0, 0]
+        )
 
     async def recent(self, key: str, limit: int) -> list[Turn]:
         if limit <= 0 or key not in self._turns:
@@ -50,6 +53,27 @@ class MemoryStore(Store):
             return False
         await self.put_record(key, {}, ttl=ttl)
         return True
+
+    async def add_usage(self, records: Sequence[UsageRecord]) -> None:
+        for r in records:
+            totals = self._usage[(r.day, r.bot, r.user, r.conversation, r.model)]
+            totals[0] += r.prompt_tokens
+            totals[1] += r.completion_tokens
+
+    async def usage_totals(self, *, since: str, bot: str | None = None) -> list[UsageTotal]:
+        sums: defaultdict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        for (day, bot_, _, _, model), (prompt, completion) in self._usage.items():
+            if day >= since and bot in (None, bot_):
+                sums[(day, bot_, model)][0] += prompt
+                sums[(day, bot_, model)][1] += completion
+        return [UsageTotal(*key, *sums[key]) for key in sorted(sums)]
+
+    async def tokens_used(self, *, day: str, bot: str, user: str | None = None) -> int:
+        return sum(
+            prompt + completion
+            for (day_, bot_, user_, _, _), (prompt, completion) in self._usage.items()
+            if (day_, bot_) == (day, bot) and user in (None, user_)
+        )
 
 
 def _expired(expires: float | None) -> bool:

@@ -6,6 +6,7 @@ process wait for the lock instead of failing. Every append is one INSERT.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -18,7 +19,7 @@ import aiosqlite
 
 from botkit.errors import StoreError
 from botkit.messages import Turn
-from botkit.stores.base import Store
+from botkit.stores.base import Store, UsageRecord, UsageTotal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
@@ -30,6 +31,16 @@ CREATE TABLE IF NOT EXISTS turns (
     tokens INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns (conversation, id);
+CREATE TABLE IF NOT EXISTS usage (
+    day TEXT NOT NULL,
+    bot TEXT NOT NULL,
+    user TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    model TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    PRIMARY KEY (day, bot, user, conversation, model)
+);
 CREATE TABLE IF NOT EXISTS records (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -65,15 +76,33 @@ class SqliteStore(Store):
             raise StoreError(f"cannot open the SQLite store {path}: {err}") from err
         store = cls(db, path, busy_timeout=busy_timeout)
         try:
-            await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            await db.execute("PRAGMA journal_mode = WAL")
-            # NORMAL is safe from corruption in WAL mode; it only skips an fsync per commit.
-            await db.execute("PRAGMA synchronous = NORMAL")
-            await db.executescript(_SCHEMA)
+            await store._initialize()
         except sqlite3.Error as err:
             await db.close()
             raise store._error(err) from err
         return store
+
+    async def _initialize(self) -> None:
+        await self._run(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        # NORMAL is safe from corruption in WAL mode; it only skips an fsync per commit.
+        await self._run("PRAGMA synchronous = NORMAL")
+        # Switching to WAL does not wait on the busy timeout when two processes open a
+        # new file at once, so try again until it has passed.
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                await self._run("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
+        await self._db.executescript(_SCHEMA)
+
+    async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute one statement and finish it: an unread cursor would hold a read lock."""
+        async with self._db.execute(sql, params) as cursor:
+            return cursor.rowcount
 
     async def recent(self, key: str, limit: int) -> list[Turn]:
         if limit <= 0:
@@ -94,13 +123,13 @@ class SqliteStore(Store):
             return
         params = [v for t in turns for v in (key, t.role, t.content, t.at, t.tokens)]
         try:
-            await self._db.execute(_insert_sql(len(turns)), params)
+            await self._run(_insert_sql(len(turns)), params)
         except sqlite3.Error as err:
             raise self._error(err) from err
 
     async def reset(self, key: str) -> None:
         try:
-            await self._db.execute("DELETE FROM turns WHERE conversation = ?", (key,))
+            await self._run("DELETE FROM turns WHERE conversation = ?", (key,))
         except sqlite3.Error as err:
             raise self._error(err) from err
 
@@ -135,6 +164,44 @@ class SqliteStore(Store):
         )
         return inserted > 0
 
+    async def add_usage(self, records: Sequence[UsageRecord]) -> None:
+        if not records:
+            return
+        rows = [
+            (r.day, r.bot, r.user, r.conversation, r.model, r.prompt_tokens, r.completion_tokens)
+            for r in records
+        ]
+        try:
+            await self._db.executemany(
+                "INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (day, bot, user, conversation, model) DO UPDATE SET"
+                " prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
+                " completion_tokens = completion_tokens + excluded.completion_tokens",
+                rows,
+            )
+        except sqlite3.Error as err:
+            raise self._error(err) from err
+
+    async def usage_totals(self, *, since: str, bot: str | None = None) -> list[UsageTotal]:
+        sql = (
+            "SELECT day, bot, model, SUM(prompt_tokens), SUM(completion_tokens) FROM usage"
+            " WHERE day >= ? AND (? IS NULL OR bot = ?) GROUP BY day, bot, model"
+            " ORDER BY day, bot, model"
+        )
+        try:
+            async with self._db.execute(sql, (since, bot, bot)) as cursor:
+                return [UsageTotal(*row) for row in await cursor.fetchall()]
+        except sqlite3.Error as err:
+            raise self._error(err) from err
+
+    async def tokens_used(self, *, day: str, bot: str, user: str | None = None) -> int:
+        row = await self._fetchone(
+            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage"
+            " WHERE day = ? AND bot = ? AND (? IS NULL OR user = ?)",
+            (day, bot, user, user),
+        )
+        return int(row[0])
+
     async def _fetchone(self, sql: str, params: Sequence[Any]) -> Any:
         try:
             async with self._db.execute(sql, params) as cursor:
@@ -144,12 +211,11 @@ class SqliteStore(Store):
 
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
         try:
-            async with self._db.execute(sql, params) as cursor:
-                changed = cursor.rowcount
+            changed = await self._run(sql, params)
             self._writes_until_sweep -= 1
             if self._writes_until_sweep <= 0:
                 self._writes_until_sweep = _SWEEP_EVERY
-                await self._db.execute("DELETE FROM records WHERE expires <= ?", (time.time(),))
+                await self._run("DELETE FROM records WHERE expires <= ?", (time.time(),))
         except sqlite3.Error as err:
             raise self._error(err) from err
         return changed

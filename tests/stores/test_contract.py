@@ -7,6 +7,7 @@ import time
 
 from botkit.messages import Turn
 from botkit.stores import ConversationStore, Store
+from botkit.stores.base import UsageRecord, UsageTotal
 
 
 def turn(role: str, content: str, at: float | None = None) -> Turn:
@@ -97,3 +98,29 @@ async def test_claim_is_true_once_per_key_until_it_expires(store: Store) -> None
 async def test_concurrent_claims_have_one_winner(store: Store) -> None:
     results = await asyncio.gather(*(store.claim("event:race", ttl=60) for _ in range(20)))
     assert results.count(True) == 1
+
+
+async def test_usage_is_summed_per_day_bot_and_model(store: Store) -> None:
+    def usage(day: str, bot: str, user: str, model: str, p: int, c: int) -> UsageRecord:
+        return UsageRecord(day, bot, user, f"{bot}/web/{user}", model, p, c)
+
+    await store.add_usage([usage("2026-11-01", "shop", "ann", "m1", 100, 10)])
+    await store.add_usage(
+        [
+            usage("2026-11-01", "shop", "ann", "m1", 50, 5),
+            usage("2026-11-01", "shop", "bob", "m1", 7, 3),
+            usage("2026-11-01", "shop", "bob", "m2", 1, 1),
+            usage("2026-11-02", "help", "ann", "m1", 20, 2),
+        ]
+    )
+    totals = await store.usage_totals(since="2026-11-01")
+    assert totals == [
+        UsageTotal("2026-11-01", "shop", "m1", 157, 18),
+        UsageTotal("2026-11-01", "shop", "m2", 1, 1),
+        UsageTotal("2026-11-02", "help", "m1", 20, 2),
+    ]
+    assert await store.usage_totals(since="2026-11-02") == [totals[-1]]
+    assert await store.usage_totals(since="2026-11-01", bot="help") == [totals[-1]]
+    assert await store.tokens_used(day="2026-11-01", bot="shop") == 177
+    assert await store.tokens_used(day="2026-11-01", bot="shop", user="ann") == 165
+    assert await store.tokens_used(day="2026-11-03", bot="shop") == 0
