@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botkit.errors import BotkitError, ConfigError, Problem
 
@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("name", nargs="?", help="one bot (default: all)")
     new = add("new", _new, "create prompts/NAME/ and bots/NAME.toml from a working template")
     new.add_argument("name", help="the new bot's name")
+    usage = add("usage", _usage, "tokens and cost per bot and day")
+    usage.add_argument("name", nargs="?", help="one bot (default: all)")
+    usage.add_argument("--days", type=int, default=7, help="how many days back (default: 7)")
+    add("models", _models, "list the models the configured LLM API offers")
     serve = add("serve", _serve, "run bots on Telegram, Slack and the web until stopped")
     serve.add_argument("names", nargs="+", metavar="NAME", help="the bots to serve")
     serve.add_argument(
@@ -200,4 +204,75 @@ def _serve(args: argparse.Namespace) -> int:
             await serve(app, options)
 
     asyncio.run(run())
+    return 0
+
+
+def _usage(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from botkit.llm.usage import cost
+    from botkit.stores import open_store
+
+    settings = _settings(args)
+    since = (datetime.now(UTC) - timedelta(days=max(args.days, 1) - 1)).strftime("%Y-%m-%d")
+
+    async def totals() -> list[Any]:
+        async with await open_store(settings.store.url, home=settings.home) as store:
+            return await store.usage_totals(since=since, bot=args.name)
+
+    rows = asyncio.run(totals())
+    header = ("day", "bot", "model", "prompt", "completion", "total", "cost")
+    table = [header]
+    for row in rows:
+        price = cost(row, settings.llm.prices)
+        table.append(
+            (
+                row.day,
+                row.bot,
+                row.model,
+                f"{row.prompt_tokens:,}",
+                f"{row.completion_tokens:,}",
+                f"{row.prompt_tokens + row.completion_tokens:,}",
+                "-" if price is None else f"{price:.4f}",
+            )
+        )
+    if len(table) == 1:
+        print(f"no usage since {since}")
+        return 0
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for r in table:
+        cells = [
+            c.ljust(w) if i < 3 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        print("  ".join(cells))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from botkit.llm.client import CompletionClient, Timeouts
+
+    settings = _settings(args)
+    llm = settings.llm
+    if not settings.llm_configured:
+        raise ConfigError(
+            [
+                Problem(
+                    "BOTKIT_LLM_API_KEY",
+                    "no LLM is configured: set BOTKIT_LLM_API_KEY or BOTKIT_LLM_BASE_URL",
+                )
+            ]
+        )
+
+    async def models() -> list[str]:
+        async with CompletionClient(
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key,
+            timeouts=Timeouts(llm.timeout_connect, llm.timeout_read, llm.timeout_total),
+            headers=llm.headers,
+        ) as client:
+            return await client.models()
+
+    for model in sorted(asyncio.run(models())):
+        print(model)
     return 0

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from botkit.errors import BotkitError, ContextLengthError
 from botkit.home import BotDefinition
 from botkit.llm.base import Completion, Responder
 from botkit.llm.offline import FaqResponder
@@ -105,17 +106,26 @@ class Pipeline:
 
     async def _complete(self, prompt: Prompt) -> Completion:
         try:
-            return await self.responder.complete(prompt)
+            try:
+                return await self.responder.complete(prompt)
+            except ContextLengthError:
+                return await self.responder.complete(self._tighter(prompt))
         except Exception as err:
             return self._fail(prompt, err)
 
     async def _complete_streaming(self, prompt: Prompt) -> AsyncIterator[str | Completion]:
         received: list[str] = []
         try:
-            async for item in self.responder.stream(prompt):
-                if isinstance(item, str):
-                    received.append(item)
-                yield item
+            try:
+                async for item in self.responder.stream(prompt):
+                    if isinstance(item, str):
+                        received.append(item)
+                    yield item
+            except ContextLengthError:
+                async for item in self.responder.stream(self._tighter(prompt)):
+                    if isinstance(item, str):
+                        received.append(item)
+                    yield item
         except Exception as err:
             if not received:
                 fallback = self._fail(prompt, err)
@@ -130,6 +140,16 @@ class Pipeline:
                 error=type(err).__name__,
             )
 
+    def _tighter(self, prompt: Prompt) -> Prompt:
+        """The prompt again with half the history budget, after a context-length error."""
+        budget = self.bot.settings.context_tokens // 2
+        logger.warning(
+            "bot %s: the prompt was too long for the model; retrying with %d tokens of context",
+            self.bot.name,
+            budget,
+        )
+        return self.composer.compose(prompt.message, prompt.history, context_tokens=budget)
+
     def _fail(self, prompt: Prompt, err: Exception) -> Completion:
         # The user still gets an answer, and their message is still stored.
         logger.error(
@@ -137,7 +157,7 @@ class Pipeline:
             self.bot.name,
             type(err).__name__,
             err,
-            exc_info=not isinstance(err, OSError),
+            exc_info=not isinstance(err, OSError | BotkitError),
         )
         return dataclasses.replace(self._offline.answer(prompt), error=type(err).__name__)
 

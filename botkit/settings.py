@@ -8,6 +8,7 @@ without that file runs on the defaults below.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -26,6 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from botkit.errors import ConfigError, Problem
+from botkit.llm.params import ChatParams
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _SECONDS_PER_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -44,12 +46,36 @@ def parse_duration(value: object) -> object:
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
+DEFAULT_LLM_BASE_URL = "https://api.openai.com/v1"
+
+
+class Price(BaseModel):
+    """What a model costs, per million tokens, in the operator's currency."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
 class LLMSettings(BaseModel):
-    """Where completions come from; with none of these set, bots answer offline."""
+    """Where completions come from; with no key and no base URL, bots answer offline."""
 
     base_url: str | None = None
     api_key: SecretStr | None = None
     model: str = "gpt-4o-mini"
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_connect: float = Field(default=5.0, gt=0)
+    timeout_read: float = Field(default=60.0, gt=0)
+    timeout_total: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    retry_backoff: float = Field(default=0.5, ge=0)
+    """Seconds before the first retry; each further one waits twice as long (at most 8 s)."""
+    deadline: float = Field(default=60.0, gt=0)
+    """Seconds one user message may spend on attempts, retries and fallbacks together."""
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+    max_connections: int = Field(default=256, gt=0)
+    prices: dict[str, Price] = Field(default_factory=dict)
+    """Model name → price per million tokens, for `botkit usage`."""
 
 
 class StoreSettings(BaseModel):
@@ -134,9 +160,30 @@ class Settings(BaseSettings):
         return self.llm.api_key or self.openai_api_key
 
     @property
+    def llm_base_url(self) -> str:
+        return self.llm.base_url or DEFAULT_LLM_BASE_URL
+
+    @property
     def llm_configured(self) -> bool:
         """An LLM is configured by a key or an explicit base URL; otherwise bots answer offline."""
         return self.llm_api_key is not None or self.llm.base_url is not None
+
+
+class FallbackEndpoint(BaseModel):
+    """Another OpenAI-compatible API to try when the ones before it fail."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    """The environment variable holding this endpoint's key (keys never go in TOML)."""
+
+    @property
+    def api_key(self) -> SecretStr | None:
+        # Read here, at the settings edge, like every other variable.
+        value = os.environ.get(self.api_key_env) if self.api_key_env else None
+        return SecretStr(value) if value else None
 
 
 class BotSettings(BaseModel):
@@ -157,7 +204,29 @@ class BotSettings(BaseModel):
     idle_reset: Duration = 24 * 3600.0
     max_message_chars: int = Field(default=4000, gt=0)
     streaming: bool = True
+    params: ChatParams = Field(default_factory=ChatParams)
+    """Other chat-completions parameters: top_p, stop, presence_penalty, seed, extra, …"""
+    fallbacks: list[FallbackEndpoint] = Field(default_factory=list)
+    daily_tokens: int | None = Field(default=None, gt=0)
+    daily_tokens_per_user: int | None = Field(default=None, gt=0)
     vars: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _no_duplicates(cls, params: ChatParams) -> ChatParams:
+        for name in ("temperature", "max_tokens"):
+            if getattr(params, name) is not None:
+                raise ValueError(f"set {name} at the top level of the file, not in [params]")
+        return params
+
+    def chat_params(self) -> ChatParams:
+        """The parameters of every request this bot sends."""
+        max_tokens = None if self.params.max_completion_tokens else self.max_tokens
+        values = self.params.model_dump() | {
+            "temperature": self.temperature,
+            "max_tokens": max_tokens,
+        }
+        return ChatParams(**values)
 
     @field_validator("faq_language")
     @classmethod

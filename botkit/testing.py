@@ -9,10 +9,13 @@ assert "9–5" in (await chat.say("what are your hours?")).text
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from botkit.adapters import Handler
 from botkit.messages import IncomingMessage, Reply
@@ -105,3 +108,57 @@ def write_bot(
         (home / "bots").mkdir(exist_ok=True)
         (home / "bots" / f"{name}.toml").write_text(settings, "utf-8")
     return folder
+
+
+class FakeLLM:
+    """A fake OpenAI-compatible API on `httpx.MockTransport`: hand `.transport` to
+    `BotApp(transport=...)` or `CompletionClient(transport=...)`.
+
+    It answers every chat completion with `answer` (a string, or a function of the
+    request body), streamed when asked, and keeps every request body in `requests`.
+    """
+
+    def __init__(
+        self, answer: str | Callable[[dict[str, Any]], str] = "Hello from the model."
+    ) -> None:
+        self.answer = answer
+        self.requests: list[dict[str, Any]] = []
+        self.transport = httpx.MockTransport(self._handle)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"object": "list", "data": [{"id": "fake-model"}]})
+        body = json.loads(request.content)
+        self.requests.append(body)
+        text = self.answer(body) if callable(self.answer) else self.answer
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        if not body.get("stream"):
+            return httpx.Response(
+                200,
+                json={
+                    "id": "fake",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": text},
+                        }
+                    ],
+                    "usage": usage,
+                },
+            )
+        chunks: list[dict[str, Any]] = [
+            {"choices": [{"index": 0, "delta": {"content": text[i : i + 8]}}]}
+            for i in range(0, len(text), 8)
+        ]
+        chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        chunks.append({"choices": [], "usage": usage})
+        events = "".join(
+            f"data: {json.dumps({'id': 'fake', 'model': body['model'], **c})}\n\n" for c in chunks
+        )
+        return httpx.Response(
+            200, text=events + "data: [DONE]\n\n", headers={"content-type": "text/event-stream"}
+        )

@@ -46,9 +46,14 @@ class UserInfo:
 class Prompt:
     """One request's worth of prompt: the messages and what went into them."""
 
+    message: IncomingMessage
+    history: Sequence[Turn]
+    """All the history that was loaded, before trimming (to compose again, tighter)."""
     messages: list[dict[str, str]]
     faq: list[FaqMatch]
     context: dict[str, Any]
+    tokens: int
+    """The estimated size of `messages`."""
     question_tokens: int
     history_dropped: int = 0
 
@@ -112,9 +117,12 @@ class PromptComposer:
         messages.extend({"role": t.role, "content": t.content} for t in kept)
         messages.append({"role": "user", "content": message.text})
         return Prompt(
+            message=message,
+            history=history,
             messages=messages,
             faq=matches,
             context=context,
+            tokens=used,
             question_tokens=question_tokens,
             history_dropped=len(history) - len(kept),
         )

@@ -37,6 +37,10 @@ DEFAULTS: dict[str, str] = {
         "and how to reach you, and a person will get back to you."
     ),
     "reset": "Done: I've forgotten our conversation. What can I help you with?",
+    "limit": (
+        "You've reached today's limit for this assistant. Please try again tomorrow, "
+        "or contact our support team if it can't wait."
+    ),
     "unsupported": (
         "Sorry, I can only read text messages. Please type your question and I'll help."
     ),
@@ -46,7 +50,8 @@ _COMMENT = re.compile(r"\{#-?\s*(.*?)\s*-?#\}", re.DOTALL)
 
 
 class PromptTemplates:
-    """The system template and the optional ones (welcome, help, fallback, reset, unsupported)."""
+    """The system template and the optional ones (welcome, help, fallback, reset, limit,
+    unsupported)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder

@@ -1,0 +1,395 @@
+"""One HTTP client per OpenAI-compatible API, shared by every bot of a process.
+
+It drives an httpx transport directly: by default httpx-aiohttp's, pooled, which
+carries ten times the requests of `httpx.AsyncClient` on one core (see
+bench/); in tests any `httpx.AsyncBaseTransport`, e.g. `httpx.MockTransport`.
+Each call is one attempt: retries, deadlines and fallbacks belong to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+from httpx_sse import EventSource
+from pydantic import SecretStr
+
+from botkit.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ContextLengthError,
+    MalformedResponseError,
+    NotFoundError,
+    QuotaExceededError,
+    RateLimitError,
+    ServerError,
+    StreamInterruptedError,
+)
+from botkit.llm.ratelimit import RateLimit
+from botkit.messages import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds to wait: to connect, for the next bytes (also between streamed chunks), and
+    for a whole non-streamed answer. A stream has no total limit while text keeps coming."""
+
+    connect: float = 5.0
+    read: float = 60.0
+    total: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str
+    content: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    index: int
+    message: ChatMessage
+    finish_reason: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatCompletion:
+    """A chat completion as the API returned it; `usage` is None when the server sent none."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    usage: Usage | None
+    choices: list[Choice]
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].message.content or "" if self.choices else ""
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.choices[0].finish_reason if self.choices else None
+
+    @property
+    def truncated(self) -> bool:
+        """The model stopped at its token limit: the answer is cut off."""
+        return self.finish_reason == "length"
+
+
+class CompletionClient:
+    """Calls `POST {base_url}/chat/completions`; open it with `async with` or close it."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: SecretStr | None = None,
+        timeouts: Timeouts = Timeouts(),
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 256,
+        rate_limit: RateLimit | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._completions_url = httpx.URL(f"{self.base_url}/chat/completions")
+        self._models_url = httpx.URL(f"{self.base_url}/models")
+        self._headers = {
+            "content-type": "application/json",
+            "accept": "application/json",
+            "user-agent": "botkit",
+            **(headers or {}),
+        }
+        if api_key is not None:
+            self._headers["authorization"] = f"Bearer {api_key.get_secret_value()}"
+        if transport is None:
+            from httpx_aiohttp import AiohttpTransport
+
+            limits = httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            )
+            transport = AiohttpTransport(limits=limits)
+        self._transport = transport
+        self._timeouts = timeouts
+        self._extensions = {
+            "timeout": {
+                "connect": timeouts.connect,
+                "read": timeouts.read,
+                "write": timeouts.read,
+                "pool": timeouts.connect,
+            }
+        }
+        self.rate_limit = rate_limit
+
+    async def create(self, body: dict[str, Any], *, estimated_tokens: int = 0) -> ChatCompletion:
+        """One non-streamed completion."""
+        await self._take_budget(estimated_tokens)
+        try:
+            async with asyncio.timeout(self._timeouts.total):
+                response = await self._send(self._completions_url, body)
+                try:
+                    content = await response.aread()
+                finally:
+                    await response.aclose()
+        except TimeoutError as err:
+            raise APITimeoutError(f"no answer within {self._timeouts.total:g} s") from err
+        except httpx.TransportError as err:
+            raise connection_error(err) from err
+        if response.status_code >= 400:
+            raise status_error(response, content)
+        completion = parse_completion(content, _request_id(response))
+        self._settle_budget(estimated_tokens, completion.usage)
+        return completion
+
+    async def stream(
+        self, body: dict[str, Any], *, estimated_tokens: int = 0
+    ) -> AsyncIterator[str | ChatCompletion]:
+        """Text deltas as they arrive, then the whole `ChatCompletion` (text, usage, reason)."""
+        await self._take_budget(estimated_tokens)
+        try:
+            response = await self._send(self._completions_url, body)
+        except httpx.TransportError as err:
+            raise connection_error(err) from err
+        request_id = _request_id(response)
+        parts: list[str] = []
+        meta: dict[str, Any] = {}
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        done = False
+        try:
+            if response.status_code >= 400:
+                raise status_error(response, await response.aread())
+            async for event in EventSource(response).aiter_sse():
+                if event.data == "[DONE]":
+                    done = True
+                    break
+                chunk = _json_object(event.data.encode(), request_id)
+                if "error" in chunk:  # a server failing after it began to answer
+                    raise _error_from_payload(500, chunk, request_id)
+                meta = meta or chunk
+                for choice in chunk.get("choices") or ():
+                    if choice.get("index", 0) != 0:
+                        continue
+                    if delta := (choice.get("delta") or {}).get("content"):
+                        parts.append(delta)
+                        yield delta
+                    finish_reason = choice.get("finish_reason") or finish_reason
+                if chunk.get("usage"):
+                    usage = _usage(chunk["usage"])
+        except httpx.TransportError as err:
+            raise StreamInterruptedError(
+                f"the stream broke off: {err}", partial="".join(parts), request_id=request_id
+            ) from err
+        finally:
+            await response.aclose()
+        if not done and finish_reason is None:
+            raise StreamInterruptedError(
+                "the stream ended before the answer did",
+                partial="".join(parts),
+                request_id=request_id,
+            )
+        self._settle_budget(estimated_tokens, usage)
+        text = "".join(parts)
+        yield ChatCompletion(
+            id=str(meta.get("id", "")),
+            object="chat.completion",
+            created=int(meta.get("created") or 0),
+            model=str(meta.get("model", body.get("model", ""))),
+            usage=usage,
+            choices=[Choice(0, ChatMessage("assistant", text), finish_reason)],
+        )
+
+    async def models(self) -> list[str]:
+        """The model ids `GET {base_url}/models` lists."""
+        try:
+            response = await self._send(self._models_url, None)
+            content = await response.aread()
+            await response.aclose()
+        except httpx.TransportError as err:
+            raise connection_error(err) from err
+        if response.status_code >= 400:
+            raise status_error(response, content)
+        data = _json_object(content, _request_id(response)).get("data")
+        if not isinstance(data, list):
+            raise MalformedResponseError("the model list has no 'data' array")
+        return [str(item["id"]) for item in data if isinstance(item, dict) and "id" in item]
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> CompletionClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _send(self, url: httpx.URL, body: dict[str, Any] | None) -> httpx.Response:
+        request = httpx.Request(
+            "GET" if body is None else "POST",
+            url,
+            headers=self._headers,
+            content=None if body is None else orjson.dumps(body),
+            extensions=self._extensions,
+        )
+        return await self._transport.handle_async_request(request)
+
+    async def _take_budget(self, estimated_tokens: int) -> None:
+        if self.rate_limit is not None:
+            await self.rate_limit.take(estimated_tokens)
+
+    def _settle_budget(self, estimated_tokens: int, usage: Usage | None) -> None:
+        if self.rate_limit is not None and usage is not None:
+            self.rate_limit.settle(estimated_tokens, usage.total_tokens)
+
+
+def parse_completion(content: bytes, request_id: str | None = None) -> ChatCompletion:
+    """A chat completion from a response body, tolerant of what real servers leave out."""
+    data = _json_object(content, request_id)
+    raw_choices = data.get("choices")
+    if not isinstance(raw_choices, list) or not raw_choices:
+        raise MalformedResponseError("the answer has no choices", request_id=request_id)
+    choices = []
+    for i, raw in enumerate(raw_choices):
+        message = raw.get("message") if isinstance(raw, dict) else None
+        if not isinstance(message, dict):
+            raise MalformedResponseError("a choice has no message", request_id=request_id)
+        content_ = message.get("content")
+        choices.append(
+            Choice(
+                int(raw.get("index", i)),
+                ChatMessage(
+                    str(message.get("role", "assistant")),
+                    None if content_ is None else str(content_),
+                ),
+                raw.get("finish_reason"),
+            )
+        )
+    usage = data.get("usage")
+    return ChatCompletion(
+        id=str(data.get("id", "")),
+        object=str(data.get("object", "chat.completion")),
+        created=int(data.get("created") or 0),
+        model=str(data.get("model", "")),
+        usage=_usage(usage) if isinstance(usage, dict) else None,
+        choices=choices,
+    )
+
+
+def status_error(response: httpx.Response, content: bytes) -> APIStatusError:
+    """The exception for an error status, with the API's own message and code."""
+    try:
+        payload = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict) or not isinstance(payload.get("error"), dict | str):
+        text = content.decode(errors="replace").strip()[:300]
+        payload = {"error": {"message": text or response.reason_phrase or "no details"}}
+    return _error_from_payload(
+        response.status_code, payload, _request_id(response), response.headers
+    )
+
+
+def _error_from_payload(
+    status: int,
+    payload: dict[str, Any],
+    request_id: str | None,
+    headers: httpx.Headers | None = None,
+) -> APIStatusError:
+    error = payload["error"]
+    if isinstance(error, str):
+        error = {"message": error}
+    message = str(error.get("message") or f"HTTP {status}")
+    code = error.get("code") or error.get("type")
+    code = str(code) if code is not None else None
+    kind: type[APIStatusError]
+    if status == 400 and (code == "context_length_exceeded" or "context length" in message.lower()):
+        kind = ContextLengthError
+    elif status == 400:
+        kind = BadRequestError
+    elif status in (401, 403):
+        kind = AuthenticationError
+    elif status == 404:
+        kind = NotFoundError
+    elif status == 429 and "insufficient_quota" in (code, error.get("type")):
+        kind = QuotaExceededError
+    elif status == 429:
+        kind = RateLimitError
+    elif status >= 500:
+        kind = ServerError
+    else:
+        kind = APIStatusError
+    should_retry = None
+    if headers is not None and (verdict := headers.get("x-should-retry")) in ("true", "false"):
+        should_retry = verdict == "true"
+    return kind(
+        message,
+        status=status,
+        code=code,
+        request_id=request_id,
+        retry_after=retry_after(headers) if headers is not None else None,
+        should_retry=should_retry,
+    )
+
+
+def connection_error(err: httpx.TransportError) -> APIConnectionError:
+    """A transport failure as botkit's error: a timeout, or a failed connection."""
+    # httpx-aiohttp reports every aiohttp connection error as a ConnectTimeout, so the
+    # underlying cause decides: only a real timeout is an APITimeoutError.
+    cause = err.__cause__
+    if isinstance(err, httpx.TimeoutException) and (
+        cause is None or isinstance(cause, TimeoutError)
+    ):
+        return APITimeoutError(f"timed out: {err}")
+    return APIConnectionError(f"connection failed: {err}")
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds the server asks us to wait: `retry-after-ms`, else `Retry-After` (seconds or
+    an HTTP date)."""
+    if (millis := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _usage(raw: Mapping[str, Any]) -> Usage:
+    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+
+
+def _json_object(content: bytes, request_id: str | None) -> dict[str, Any]:
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError as err:
+        raise MalformedResponseError(
+            f"the answer is not JSON: {content[:80]!r}", request_id=request_id
+        ) from err
+    if not isinstance(data, dict):
+        raise MalformedResponseError("the answer is not a JSON object", request_id=request_id)
+    return data
+
+
+def _request_id(response: httpx.Response) -> str | None:
+    request_id: str | None = response.headers.get("x-request-id")
+    return request_id

@@ -1,0 +1,188 @@
+"""Answers from an LLM: each endpoint of a bot's chain in turn, with retries, within a
+deadline per message; token budgets checked before, usage recorded after.
+
+When every endpoint fails the error goes up to the pipeline, which answers from the
+FAQ instead (the chain's last resort) and keeps the user's message in the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botkit.errors import ContextLengthError, LLMError
+from botkit.home import BotDefinition
+from botkit.llm.base import Completion
+from botkit.llm.client import ChatCompletion, CompletionClient
+from botkit.llm.params import ChatParams
+from botkit.llm.retry import RetryPolicy
+from botkit.llm.usage import UsageMeter, today
+from botkit.messages import Usage
+from botkit.prompting.composer import Prompt
+from botkit.prompting.tokens import count_message_tokens
+from botkit.stores.base import UsageRecord
+
+logger = logging.getLogger(__name__)
+
+CUT_OFF = "\n\n(My answer was cut short. Ask me to go on if you need the rest.)"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One link of a bot's chain: an API (its shared client) and the model to ask there."""
+
+    client: CompletionClient
+    model: str
+
+
+class LLMResponder:
+    """One bot's way to an answer from its chain of endpoints."""
+
+    def __init__(
+        self,
+        *,
+        bot: BotDefinition,
+        endpoints: Sequence[Endpoint],
+        retry: RetryPolicy | None = None,
+        meter: UsageMeter | None = None,
+        send_user_id: bool = True,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("an LLM responder needs at least one endpoint")
+        self._bot = bot
+        self._endpoints = list(endpoints)
+        self._params: ChatParams = bot.settings.chat_params()
+        self._retry = retry or RetryPolicy()
+        self._meter = meter
+        self._send_user_id = send_user_id
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        if (limit := await self._over_budget(prompt)) is not None:
+            return limit
+        deadline_at = asyncio.get_running_loop().time() + self._retry.deadline
+        failure: LLMError | None = None
+        for endpoint in self._endpoints:
+            attempt = functools.partial(
+                endpoint.client.create,
+                self._body(endpoint, prompt, stream=False),
+                estimated_tokens=self._estimate(prompt),
+            )
+            try:
+                result = await self._retry.call(attempt, deadline_at=deadline_at)
+            except ContextLengthError:
+                raise  # the pipeline composes a shorter prompt and asks again
+            except LLMError as err:
+                failure = self._next(endpoint, err)
+                continue
+            return self._finish(prompt, endpoint, result)
+        assert failure is not None
+        raise failure
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[str | Completion]:
+        if (limit := await self._over_budget(prompt)) is not None:
+            yield limit.text
+            yield limit
+            return
+        loop = asyncio.get_running_loop()
+        deadline_at = loop.time() + self._retry.deadline
+        failure: LLMError | None = None
+        for endpoint in self._endpoints:
+            body = self._body(endpoint, prompt, stream=True)
+            retry = 0
+            while True:
+                sent_text = False
+                try:
+                    async for item in endpoint.client.stream(
+                        body, estimated_tokens=self._estimate(prompt)
+                    ):
+                        if isinstance(item, str):
+                            sent_text = True
+                            yield item
+                        else:
+                            completion = self._finish(prompt, endpoint, item)
+                            if completion.text != item.text:  # the cut-off notice
+                                yield completion.text[len(item.text) :]
+                            yield completion
+                            return
+                except ContextLengthError:
+                    raise
+                except LLMError as err:
+                    # Text already shown cannot be taken back: a retry would repeat it.
+                    if sent_text:
+                        raise
+                    delay = self._retry.delay_before(retry, err, deadline_at)
+                    if delay is None:
+                        failure = self._next(endpoint, err)
+                        break
+                    logger.info("retrying in %.2f s after: %s", delay, err)
+                    await asyncio.sleep(delay)
+                    retry += 1
+        assert failure is not None
+        raise failure
+
+    def _body(self, endpoint: Endpoint, prompt: Prompt, *, stream: bool) -> dict[str, Any]:
+        body = self._params.body(endpoint.model, prompt.messages, stream=stream)
+        if self._send_user_id and "user" not in body:
+            # A stable pseudonym lets the API's abuse monitoring tell users apart.
+            key = f"{self._bot.name}:{prompt.message.user_id}".encode()
+            body["user"] = hashlib.sha256(key).hexdigest()[:32]
+        return body
+
+    def _estimate(self, prompt: Prompt) -> int:
+        limit = self._params.max_completion_tokens or self._params.max_tokens or 0
+        return prompt.tokens + limit
+
+    def _next(self, endpoint: Endpoint, err: LLMError) -> LLMError:
+        logger.info(
+            "bot %s: %s at %s failed (%s); trying the next endpoint if any",
+            self._bot.name,
+            endpoint.model,
+            endpoint.client.base_url,
+            err,
+        )
+        return err
+
+    def _finish(self, prompt: Prompt, endpoint: Endpoint, result: ChatCompletion) -> Completion:
+        usage = result.usage or Usage(prompt.tokens, count_message_tokens(result.text))
+        if self._meter is not None:
+            message = prompt.message
+            self._meter.add(
+                UsageRecord(
+                    today(),
+                    self._bot.name,
+                    message.user_id,
+                    message.conversation_key,
+                    result.model or endpoint.model,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                )
+            )
+        text = result.text + CUT_OFF if result.truncated else result.text
+        return Completion(
+            text=text,
+            finish_reason=result.finish_reason or "stop",
+            usage=usage,
+            model=result.model or endpoint.model,
+        )
+
+    async def _over_budget(self, prompt: Prompt) -> Completion | None:
+        settings = self._bot.settings
+        if self._meter is None or not (settings.daily_tokens or settings.daily_tokens_per_user):
+            return None
+        bot, user = self._bot.name, prompt.message.user_id
+        over = (
+            settings.daily_tokens is not None
+            and await self._meter.used_today(bot) >= settings.daily_tokens
+        ) or (
+            settings.daily_tokens_per_user is not None
+            and await self._meter.used_today(bot, user) >= settings.daily_tokens_per_user
+        )
+        if not over:
+            return None
+        text = self._bot.templates.render("limit", prompt.context)
+        return Completion(text=text, kind="limit", model=None)
