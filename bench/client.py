@@ -30,7 +30,7 @@ def run(quick: bool) -> Table:
                     for client in CLIENTS:
                         runs = [
                             run_worker(
-                                "bench.client_worker",
+                                "bench.client_cell",
                                 [
                                     client,
                                     base_url,

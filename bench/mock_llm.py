@@ -64,7 +64,10 @@ def stream_body(model: str = "mock-model") -> bytes:
 
 
 MODELS = json.dumps(
-    {"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "bench"}]}
+    {
+        "object": "list",
+        "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "bench"}],
+    }
 ).encode()
 
 
@@ -96,7 +99,11 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0)
     args = parser.parse_args()
     web.run_app(
-        make_app(args.latency_ms), host=args.host, port=args.port, print=None, access_log=None,
+        make_app(args.latency_ms),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
         backlog=4096,
     )
 

@@ -83,15 +83,15 @@ class SqliteStore(Store):
         return store
 
     async def _initialize(self) -> None:
-        await self._run(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        await self._db.execute_fetchall(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         # NORMAL is safe from corruption in WAL mode; it only skips an fsync per commit.
-        await self._run("PRAGMA synchronous = NORMAL")
+        await self._db.execute_fetchall("PRAGMA synchronous = NORMAL")
         # Switching to WAL does not wait on the busy timeout when two processes open a
         # new file at once, so try again until it has passed.
         deadline = time.monotonic() + self._busy_timeout
         while True:
             try:
-                await self._run("PRAGMA journal_mode = WAL")
+                await self._db.execute_fetchall("PRAGMA journal_mode = WAL")
                 break
             except sqlite3.OperationalError as err:
                 if "locked" not in str(err) or time.monotonic() > deadline:
@@ -99,46 +99,30 @@ class SqliteStore(Store):
                 await asyncio.sleep(0.02)
         await self._db.executescript(_SCHEMA)
 
-    async def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Execute one statement and finish it: an unread cursor would hold a read lock."""
-        async with self._db.execute(sql, params) as cursor:
-            return cursor.rowcount
-
     async def recent(self, key: str, limit: int) -> list[Turn]:
         if limit <= 0:
             return []
-        try:
-            async with self._db.execute(
-                "SELECT role, content, at, tokens FROM turns"
-                " WHERE conversation = ? ORDER BY id DESC LIMIT ?",
-                (key, limit),
-            ) as cursor:
-                rows = await cursor.fetchall()
-        except sqlite3.Error as err:
-            raise self._error(err) from err
-        return [Turn(*row) for row in reversed(list(rows))]
+        rows = await self._rows(
+            "SELECT role, content, at, tokens FROM turns"
+            " WHERE conversation = ? ORDER BY id DESC LIMIT ?",
+            (key, limit),
+        )
+        return [Turn(*row) for row in reversed(rows)]
 
     async def append(self, key: str, turns: Sequence[Turn]) -> None:
-        if not turns:
-            return
-        params = [v for t in turns for v in (key, t.role, t.content, t.at, t.tokens)]
-        try:
-            await self._run(_insert_sql(len(turns)), params)
-        except sqlite3.Error as err:
-            raise self._error(err) from err
+        if turns:
+            params = [v for t in turns for v in (key, t.role, t.content, t.at, t.tokens)]
+            await self._rows(_insert_sql(len(turns)), params)
 
     async def reset(self, key: str) -> None:
-        try:
-            await self._run("DELETE FROM turns WHERE conversation = ?", (key,))
-        except sqlite3.Error as err:
-            raise self._error(err) from err
+        await self._rows("DELETE FROM turns WHERE conversation = ?", (key,))
 
     async def get_record(self, key: str) -> dict[str, Any] | None:
-        row = await self._fetchone(
+        rows = await self._rows(
             "SELECT value FROM records WHERE key = ? AND (expires IS NULL OR expires > ?)",
             (key, time.time()),
         )
-        return None if row is None else dict(json.loads(row[0]))
+        return dict(json.loads(rows[0][0])) if rows else None
 
     async def put_record(
         self, key: str, value: dict[str, Any], *, ttl: float | None = None
@@ -149,20 +133,19 @@ class SqliteStore(Store):
         )
 
     async def delete_record(self, key: str) -> bool:
-        now = time.time()
-        sql = "DELETE FROM records WHERE key = ? AND (expires IS NULL OR expires > ?)"
-        return await self._write(sql, (key, now)) > 0
+        sql = "DELETE FROM records WHERE key = ? AND (expires IS NULL OR expires > ?) RETURNING 1"
+        return bool(await self._write(sql, (key, time.time())))
 
     async def claim(self, key: str, *, ttl: float) -> bool:
         now = time.time()
         # One statement, so two processes racing for the same key cannot both win.
-        inserted = await self._write(
+        claimed = await self._write(
             "INSERT INTO records (key, value, expires) VALUES (?, '{}', ?)"
             " ON CONFLICT (key) DO UPDATE SET value = '{}', expires = excluded.expires"
-            " WHERE records.expires IS NOT NULL AND records.expires <= ?",
+            " WHERE records.expires IS NOT NULL AND records.expires <= ? RETURNING 1",
             (key, now + ttl, now),
         )
-        return inserted > 0
+        return bool(claimed)
 
     async def add_usage(self, records: Sequence[UsageRecord]) -> None:
         if not records:
@@ -183,42 +166,39 @@ class SqliteStore(Store):
             raise self._error(err) from err
 
     async def usage_totals(self, *, since: str, bot: str | None = None) -> list[UsageTotal]:
-        sql = (
+        rows = await self._rows(
             "SELECT day, bot, model, SUM(prompt_tokens), SUM(completion_tokens) FROM usage"
             " WHERE day >= ? AND (? IS NULL OR bot = ?) GROUP BY day, bot, model"
-            " ORDER BY day, bot, model"
+            " ORDER BY day, bot, model",
+            (since, bot, bot),
         )
-        try:
-            async with self._db.execute(sql, (since, bot, bot)) as cursor:
-                return [UsageTotal(*row) for row in await cursor.fetchall()]
-        except sqlite3.Error as err:
-            raise self._error(err) from err
+        return [UsageTotal(*row) for row in rows]
 
     async def tokens_used(self, *, day: str, bot: str, user: str | None = None) -> int:
-        row = await self._fetchone(
+        rows = await self._rows(
             "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage"
             " WHERE day = ? AND bot = ? AND (? IS NULL OR user = ?)",
             (day, bot, user, user),
         )
-        return int(row[0])
+        return int(rows[0][0])
 
-    async def _fetchone(self, sql: str, params: Sequence[Any]) -> Any:
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run one statement to completion in a single trip to the database thread.
+
+        Finishing every statement matters: an unread cursor would hold a read lock.
+        """
         try:
-            async with self._db.execute(sql, params) as cursor:
-                return await cursor.fetchone()
+            return list(await self._db.execute_fetchall(sql, params))
         except sqlite3.Error as err:
             raise self._error(err) from err
 
-    async def _write(self, sql: str, params: Sequence[Any]) -> int:
-        try:
-            changed = await self._run(sql, params)
-            self._writes_until_sweep -= 1
-            if self._writes_until_sweep <= 0:
-                self._writes_until_sweep = _SWEEP_EVERY
-                await self._run("DELETE FROM records WHERE expires <= ?", (time.time(),))
-        except sqlite3.Error as err:
-            raise self._error(err) from err
-        return changed
+    async def _write(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        rows = await self._rows(sql, params)
+        self._writes_until_sweep -= 1
+        if self._writes_until_sweep <= 0:
+            self._writes_until_sweep = _SWEEP_EVERY
+            await self._rows("DELETE FROM records WHERE expires <= ?", (time.time(),))
+        return rows
 
     async def aclose(self) -> None:
         await self._db.close()

@@ -1,6 +1,6 @@
 """One cell of the client benchmark, in its own process: one client, one load, measured.
 
-    python -m bench.client_worker CLIENT BASE_URL --concurrency 64 --mode plain --seconds 2
+    python -m bench.client_cell CLIENT BASE_URL --concurrency 64 --mode plain --seconds 2
 
 Prints {"requests": n, "wall": s, "cpu": s} as its last line.
 """
