@@ -13,9 +13,11 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 
+from typing import Any
+
 import orjson
 
-MESSAGES = [
+MESSAGES: list[Any] = [
     {"role": "system", "content": "You are the support assistant of Nimbus Notes. " * 8},
     {"role": "user", "content": "How do I export my notes to PDF?"},
 ]
@@ -52,7 +54,7 @@ async def openai_sdk(base_url: str, stream: bool) -> tuple[Call, Callable[[], Aw
                 model="mock-model",
                 messages=MESSAGES,
                 max_tokens=200,
-                stream=True,  # type: ignore[arg-type]
+                stream=True,
                 stream_options={"include_usage": True},
             )
             async for _ in events:
@@ -61,7 +63,7 @@ async def openai_sdk(base_url: str, stream: bool) -> tuple[Call, Callable[[], Aw
             await client.chat.completions.create(
                 model="mock-model",
                 messages=MESSAGES,
-                max_tokens=200,  # type: ignore[arg-type]
+                max_tokens=200,
             )
 
     return call, client.close

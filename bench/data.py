@@ -11,11 +11,39 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BANKING77 = SHARED / "banking77"
 BITEXT = SHARED / "bitext" / "Bitext_Sample_Customer_Support_Training_Dataset.csv"
 
-_WORDS = (
-    "card account payment refund transfer balance fee limit app password login "
-    "delivery order invoice plan upgrade cancel export sync device email phone "
-    "verify identity statement currency exchange top up pending declined"
-).split()
+_WORDS = [
+    "card",
+    "account",
+    "payment",
+    "refund",
+    "transfer",
+    "balance",
+    "fee",
+    "limit",
+    "app",
+    "password",
+    "login",
+    "delivery",
+    "order",
+    "invoice",
+    "plan",
+    "upgrade",
+    "cancel",
+    "export",
+    "sync",
+    "device",
+    "email",
+    "phone",
+    "verify",
+    "identity",
+    "statement",
+    "currency",
+    "exchange",
+    "top",
+    "up",
+    "pending",
+    "declined",
+]
 
 
 def banking77() -> tuple[dict[str, list[str]], list[tuple[str, str]]] | None:

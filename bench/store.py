@@ -50,7 +50,8 @@ async def measure(conversations: int, operations: int = 3000) -> dict[str, float
         with sqlite3.connect(path) as db:  # fill the file fast, outside the code measured
             now = time.time()
             db.executemany(
-                "INSERT INTO turns (conversation, role, content, at, tokens) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO turns (conversation, role, content, at, tokens)"
+                " VALUES (?, ?, ?, ?, ?)",
                 (
                     (f"bench/web/c{c}", "user" if t % 2 == 0 else "assistant", text, now, 40)
                     for c in range(conversations)
