@@ -1,7 +1,7 @@
 """Case 6: the store under a realistic size. Append a user/assistant pair and load the last
-20 turns of a conversation, with 100,000 conversations of 20 turns already in the file.
+20 turns of a conversation, with 100,000 conversations of 20 turns already stored.
 
-    python -m bench.store worker --conversations 100000
+    python -m bench.store worker sqlite --conversations 100000
 """
 
 from __future__ import annotations
@@ -22,45 +22,80 @@ def run(quick: bool) -> Table:
     conversations = 2_000 if quick else 100_000
     table = Table(
         "Store: append + load",
-        f"SQLite file with {conversations:,} conversations × 20 turns; append a pair, then load "
-        "the last 20 turns of a random conversation; one at a time",
+        f"{conversations:,} conversations × 20 turns stored; append a pair, then load the last "
+        "20 turns of a random conversation; one at a time (Redis: the local server, db 14)",
         ["store", "append µs median", "append µs p99", "load µs median", "load µs p99"],
     )
-    result = run_worker("bench.store", ["worker", "--conversations", str(conversations)])
-    table.add(
-        "sqlite",
-        result["append_median"],
-        result["append_p99"],
-        result["load_median"],
-        result["load_p99"],
-    )
-    table.notes.append("Redis: no Redis store exists yet")
+    for store in ("sqlite", "redis"):
+        try:
+            result = run_worker(
+                "bench.store", ["worker", store, "--conversations", str(conversations)]
+            )
+        except RuntimeError as err:
+            table.notes.append(f"{store}: skipped ({str(err).splitlines()[-1]})")
+            continue
+        table.add(
+            store,
+            result["append_median"],
+            result["append_p99"],
+            result["load_median"],
+            result["load_p99"],
+        )
     return table
 
 
-async def measure(conversations: int, operations: int = 3000) -> dict[str, float]:
-    from botkit.messages import Turn
+REDIS_URL = "redis://127.0.0.1:6379/14"
+TEXT = "A customer question or an answer of ordinary length, about forty words long. " * 3
+
+
+async def fill_sqlite(path: Path, conversations: int) -> None:
     from botkit.stores.sqlite import SqliteStore
 
-    text = "A customer question or an answer of ordinary length, about forty words long. " * 3
+    async with await SqliteStore.open(path):
+        pass  # create the schema
+    with sqlite3.connect(path) as db:  # fill the file fast, outside the code measured
+        now = time.time()
+        db.executemany(
+            "INSERT INTO turns (conversation, role, content, at, tokens) VALUES (?, ?, ?, ?, ?)",
+            (
+                (f"bench/web/c{c}", "user" if t % 2 == 0 else "assistant", TEXT, now, 40)
+                for c in range(conversations)
+                for t in range(20)
+            ),
+        )
+
+
+async def fill_redis(conversations: int) -> None:
+    import orjson
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    await client.flushdb()
+    now = time.time()
+    turn = [orjson.dumps([role, TEXT, now, 40]) for role in ("user", "assistant")]
+    for start in range(0, conversations, 1000):
+        async with client.pipeline(transaction=False) as pipe:
+            for c in range(start, min(start + 1000, conversations)):
+                pipe.rpush(f"botkit:turns:bench/web/c{c}", *(turn * 10))
+            await pipe.execute()
+    await client.aclose()
+
+
+async def measure(kind: str, conversations: int, operations: int = 3000) -> dict[str, float]:
+    from botkit.messages import Turn
+    from botkit.stores import open_store
+
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.db"
-        async with await SqliteStore.open(path):
-            pass  # create the schema
-        with sqlite3.connect(path) as db:  # fill the file fast, outside the code measured
-            now = time.time()
-            db.executemany(
-                "INSERT INTO turns (conversation, role, content, at, tokens)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (
-                    (f"bench/web/c{c}", "user" if t % 2 == 0 else "assistant", text, now, 40)
-                    for c in range(conversations)
-                    for t in range(20)
-                ),
-            )
+        if kind == "sqlite":
+            url = f"sqlite:///{tmp}/bench.db"
+            await fill_sqlite(Path(tmp) / "bench.db", conversations)
+        else:
+            url = REDIS_URL
+            await fill_redis(conversations)
+        text = TEXT
         rng = random.Random(1)
         appends, loads = [], []
-        async with await SqliteStore.open(path) as store:
+        async with await open_store(url, home=Path(tmp)) as store:
             for _ in range(operations):
                 key = f"bench/web/c{rng.randrange(conversations)}"
                 started = time.perf_counter()
@@ -84,9 +119,10 @@ async def measure(conversations: int, operations: int = 3000) -> dict[str, float
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["worker"])
+    parser.add_argument("store", choices=["sqlite", "redis"])
     parser.add_argument("--conversations", type=int, default=100_000)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.conversations))))
+    print(json.dumps(asyncio.run(measure(args.store, args.conversations))))
 
 
 if __name__ == "__main__":

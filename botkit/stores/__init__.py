@@ -1,4 +1,4 @@
-"""Conversation stores, chosen by URL: `memory://`, `sqlite:///PATH`, `redis://…`."""
+"""Stores, chosen by URL: `memory://`, `sqlite:///PATH`, `redis://host:port/db`."""
 
 from __future__ import annotations
 
@@ -26,11 +26,19 @@ async def open_store(url: str, *, home: Path) -> Store:
         from botkit.stores.sqlite import SqliteStore
 
         return await SqliteStore.open(sqlite_path(url, home))
+    if scheme in ("redis", "rediss", "unix"):
+        try:
+            from botkit.stores.redis import RedisStore
+        except ModuleNotFoundError as err:
+            message = "the Redis store needs redis-py: pip install 'botkit[redis]'"
+            raise ConfigError([Problem("BOTKIT_STORE_URL", message)]) from err
+        return await RedisStore.open(url)
     raise ConfigError(
         [
             Problem(
                 Path("BOTKIT_STORE_URL"),
-                f"unsupported store URL {url!r}: use memory:// or sqlite:///PATH",
+                f"unsupported store URL scheme {scheme!r}: use memory://, sqlite:///PATH "
+                "or redis://HOST:PORT/DB",
             )
         ]
     )
