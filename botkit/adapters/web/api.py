@@ -1,0 +1,192 @@
+"""The sessions API under /v1/ (API keys), plus /healthz, /metrics and /openapi.json."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from botkit.adapters.web.protocol import (
+    ApiError,
+    body_limit,
+    endpoint,
+    message_text,
+    read_json,
+    wants_stream,
+)
+from botkit.adapters.web.schemas import (
+    MessageReply,
+    ModelInfo,
+    ModelList,
+    NewMessage,
+    NewSession,
+    SessionCreated,
+    SessionMessage,
+    SessionState,
+)
+from botkit.adapters.web.sessions import Replies, Session, Sessions
+from botkit.metrics import CONTENT_TYPE, ReplyMetrics
+from botkit.pipeline import Pipeline
+from botkit.stores.base import ConversationStore
+
+HISTORY_LIMIT = 200
+"""At most this many of a session's newest messages are returned."""
+
+
+class KeyAccess:
+    """`Authorization: Bearer KEY` with one of the configured keys; the key's hash owns sessions."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self._digests = [_digest(key) for key in keys]
+
+    def owner(self, request: Request) -> str:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized("send an API key as 'Authorization: Bearer KEY'")
+        digest = _digest(token.strip())
+        # Compare with every key, each in constant time: no timing tells which key nearly matched.
+        matched = False
+        for known in self._digests:
+            matched |= hmac.compare_digest(digest, known)
+        if not matched:
+            raise _unauthorized("the API key is not valid")
+        return "key:" + digest.hex()
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def choose_bot(requested: str | None, served: Sequence[str], *, default_first: bool) -> str:
+    """The bot a new session talks to; omitted, it is the only (or first) one served."""
+    if requested is None:
+        if len(served) == 1 or default_first:
+            return served[0]
+        raise ApiError(422, "invalid_request", f"bot: required (served: {', '.join(served)})")
+    if requested not in served:
+        raise ApiError(
+            422,
+            "unknown_bot",
+            f"bot: {requested!r} is not served here (served: {', '.join(served)})",
+        )
+    return requested
+
+
+async def history(store: ConversationStore, session: Session) -> list[SessionMessage]:
+    turns = await store.recent(session.conversation_key, HISTORY_LIMIT)
+    return [
+        SessionMessage(role=t.role, content=t.content, time=datetime.fromtimestamp(t.at, UTC))
+        for t in turns
+    ]
+
+
+class SessionsApi:
+    """The keyed sessions API: each key sees only the sessions it created."""
+
+    def __init__(
+        self,
+        *,
+        pipelines: Mapping[str, Pipeline],
+        models: Mapping[str, str],
+        store: ConversationStore,
+        sessions: Sessions,
+        replies: Replies,
+        access: KeyAccess,
+        max_message_chars: int,
+        metrics: ReplyMetrics,
+        openapi: dict[str, Any],
+    ) -> None:
+        self._pipelines = pipelines
+        self._models = models
+        self._store = store
+        self._sessions = sessions
+        self._replies = replies
+        self._access = access
+        self._max_chars = max_message_chars
+        self._metrics = metrics
+        self._openapi = openapi
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/sessions", endpoint(self.create_session), methods=["POST"]),
+            Route("/v1/sessions/{session_id}", endpoint(self.read_session), methods=["GET"]),
+            Route("/v1/sessions/{session_id}", endpoint(self.delete_session), methods=["DELETE"]),
+            Route(
+                "/v1/sessions/{session_id}/messages", endpoint(self.post_message), methods=["POST"]
+            ),
+            Route("/v1/models", endpoint(self.list_models), methods=["GET"]),
+            Route("/healthz", self.health, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+        ]
+
+    async def create_session(self, request: Request) -> Response:
+        owner = self._access.owner(request)
+        body = await read_json(request, NewSession, max_bytes=body_limit(self._max_chars))
+        bot = choose_bot(body.bot, list(self._pipelines), default_first=False)
+        session = await self._sessions.create(
+            bot=bot, owner=owner, user=body.user, metadata=body.metadata
+        )
+        created = SessionCreated(session_id=session.id, bot=session.bot, created=session.created)
+        return JSONResponse(created.model_dump(mode="json"), status_code=201)
+
+    async def read_session(self, request: Request) -> Response:
+        session = await self._session(request)
+        state = SessionState(
+            session_id=session.id,
+            bot=session.bot,
+            user=session.user,
+            created=session.created,
+            metadata=session.metadata,
+            messages=await history(self._store, session),
+        )
+        return JSONResponse(state.model_dump(mode="json"))
+
+    async def delete_session(self, request: Request) -> Response:
+        await self._sessions.delete(await self._session(request))
+        return Response(status_code=204)
+
+    async def post_message(self, request: Request) -> Response:
+        session = await self._session(request)
+        body = await read_json(request, NewMessage, max_bytes=body_limit(self._max_chars))
+        message = session.message(message_text(body.message, max_chars=self._max_chars))
+        message_id = message.message_id or ""
+        return await self._replies.respond(
+            self._pipelines[session.bot],
+            message,
+            stream=wants_stream(request, body.stream),
+            describe=lambda reply: MessageReply.of(reply, message_id).model_dump(mode="json"),
+        )
+
+    async def list_models(self, request: Request) -> Response:
+        self._access.owner(request)
+        models = ModelList(
+            models=[
+                ModelInfo(bot=name, model=self._models[name], description=p.bot.description)
+                for name, p in self._pipelines.items()
+            ]
+        )
+        return JSONResponse(models.model_dump(mode="json"))
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(self._metrics.render(), media_type=CONTENT_TYPE)
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(self._openapi)
+
+    async def _session(self, request: Request) -> Session:
+        owner = self._access.owner(request)
+        return await self._sessions.find(request.path_params["session_id"], owner=owner)

@@ -1,0 +1,121 @@
+"""The HTTP edge of the web channel: request bodies in, JSON errors and SSE events out.
+
+Every failure a client can cause becomes an `ApiError`, answered as
+`{"error": {"code", "message"}}` with a 4xx status: bad input is never a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+M = TypeVar("M", bound=BaseModel)
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(Exception):
+    """A request the server will not carry out, with the status and code to answer."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.code, self.message, headers=self.headers)
+
+
+def error_response(
+    status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def not_found(what: str = "session") -> ApiError:
+    return ApiError(404, "not_found", f"no such {what}")
+
+
+def endpoint(handler: Endpoint) -> Endpoint:
+    """The handler, with its `ApiError`s answered as JSON."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as err:
+            return err.response()
+        except ClientDisconnect:
+            return Response(status_code=400)
+
+    run.__name__ = handler.__name__
+    run.__doc__ = handler.__doc__
+    return run
+
+
+async def read_json(request: Request, model: type[M], *, max_bytes: int) -> M:
+    """The body as `model`; an empty body counts as `{}` so defaults can apply."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise _too_large(max_bytes)
+    data: Any = {}
+    if body.strip():
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as err:
+            raise ApiError(422, "invalid_json", f"the body is not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_request", "the body must be a JSON object")
+    try:
+        return model.model_validate(data, strict=True)
+    except ValidationError as err:
+        raise ApiError(422, "invalid_request", _describe(err)) from err
+
+
+def _describe(err: ValidationError) -> str:
+    problems = []
+    for error in err.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(413, "too_large", f"the body is larger than {max_bytes} bytes")
+
+
+def sse_event(event: str, data: object) -> bytes:
+    """One Server-Sent Event; JSON never contains a raw newline, so one data line suffices."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def wants_stream(request: Request, asked: bool) -> bool:
+    return asked or "text/event-stream" in request.headers.get("accept", "")
+
+
+def message_text(text: str, *, max_chars: int) -> str:
+    """The user's message, refused when empty or longer than `max_chars`."""
+    if not text.strip():
+        raise ApiError(422, "invalid_request", "message: must not be empty")
+    if len(text) > max_chars:
+        raise ApiError(413, "message_too_large", f"message: longer than {max_chars} characters")
+    return text
+
+
+def body_limit(max_chars: int) -> int:
+    """Bytes a body may have: the longest message in UTF-8, plus room for the other fields."""
+    return max_chars * 4 + 64 * 1024

@@ -1,0 +1,76 @@
+"""Prometheus metrics of the replies a process sends, fed by the pipelines' reply listeners.
+
+Each `ReplyMetrics` has a registry of its own rather than prometheus_client's global
+one, so several apps in one process (tests, embedding) never collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from botkit.messages import IncomingMessage, Reply
+from botkit.pipeline import Pipeline
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# LLM answers take seconds, not milliseconds: the default buckets stop at 10 s.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
+
+
+class ReplyMetrics:
+    """Messages, reply latency, LLM tokens and errors, by channel and bot."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.messages = Counter(
+            "botkit_messages",
+            "Messages answered, by channel, bot and kind of reply.",
+            ["channel", "bot", "kind"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "botkit_reply_seconds",
+            "Seconds from a message's arrival to its whole reply.",
+            ["channel", "bot"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "botkit_llm_tokens",
+            "LLM tokens spent, by bot and type (prompt or completion).",
+            ["bot", "type"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "botkit_errors",
+            "Replies the LLM could not give (answered from the FAQ instead), by bot and kind.",
+            ["bot", "kind"],
+            registry=self.registry,
+        )
+
+    def observe(self, message: IncomingMessage, reply: Reply, seconds: float) -> None:
+        """A pipeline reply listener."""
+        self.messages.labels(message.channel, message.bot, reply.kind).inc()
+        self.latency.labels(message.channel, message.bot).observe(seconds)
+        if reply.usage.prompt_tokens:
+            self.tokens.labels(message.bot, "prompt").inc(reply.usage.prompt_tokens)
+        if reply.usage.completion_tokens:
+            self.tokens.labels(message.bot, "completion").inc(reply.usage.completion_tokens)
+        if reply.error:
+            self.errors.labels(message.bot, reply.error).inc()
+
+    def attach(self, pipelines: Iterable[Pipeline]) -> None:
+        for pipeline in pipelines:
+            pipeline.listeners.append(self.observe)
+
+    def detach(self, pipelines: Iterable[Pipeline]) -> None:
+        for pipeline in pipelines:
+            if self.observe in pipeline.listeners:
+                pipeline.listeners.remove(self.observe)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
