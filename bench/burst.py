@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from bench.support import Table, mock_llm, run_worker
+from botkit.cli import run_async
 
 LATENCY_MS = 500
 
@@ -94,7 +95,7 @@ def main() -> None:
     parser.add_argument("base_url")
     parser.add_argument("--users", type=int, default=1000)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.base_url, args.users))))
+    print(json.dumps(run_async(measure(args.base_url, args.users))))
 
 
 if __name__ == "__main__":

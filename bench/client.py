@@ -11,8 +11,9 @@ def run(quick: bool) -> Table:
     seconds, repeats = (0.5, 1) if quick else (2.0, 3)
     table = Table(
         "Completion client",
-        "local mock server (aiohttp, own core) answering a fixed completion; each cell a "
-        f"fresh process on one core, {seconds:g} s, median of {repeats}",
+        "local mock server (aiohttp, own core) answering a fixed completion; each cell a fresh "
+        f"process on one core, {seconds:g} s, median of {repeats}; every client on the event "
+        "loop botkit runs (uvloop where installed)",
         [
             "latency/conc/mode",
             *(f"{c} req/s" for c in CLIENTS),

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from botkit.cli import run_async
+
 MESSAGES: list[Any] = [
     {"role": "system", "content": "You are the support assistant of Nimbus Notes. " * 8},
     {"role": "user", "content": "How do I export my notes to PDF?"},
@@ -153,7 +155,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=["plain", "stream"], default="plain")
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
-    result = asyncio.run(
+    result = run_async(
         measure(args.client, args.base_url, args.concurrency, args.mode == "stream", args.seconds)
     )
     print(json.dumps(result))

@@ -11,13 +11,13 @@ local mock LLM on the other core, one at a time; the CPU time of this process
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import tempfile
 import time
 from pathlib import Path
 
 from bench.support import Table, median, mock_llm, percentile, run_worker
+from botkit.cli import run_async
 
 
 def run(quick: bool) -> Table:
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=2)
     parser.add_argument("--messages", type=int, default=2000)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.base_url, args.snippets, args.turns, args.messages))))
+    print(json.dumps(run_async(measure(args.base_url, args.snippets, args.turns, args.messages))))
 
 
 if __name__ == "__main__":

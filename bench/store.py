@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import random
 import sqlite3
@@ -16,6 +15,7 @@ import time
 from pathlib import Path
 
 from bench.support import Table, median, percentile, run_worker
+from botkit.cli import run_async
 
 
 def run(quick: bool) -> Table:
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("store", choices=["sqlite", "redis"])
     parser.add_argument("--conversations", type=int, default=100_000)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.store, args.conversations))))
+    print(json.dumps(run_async(measure(args.store, args.conversations))))
 
 
 if __name__ == "__main__":

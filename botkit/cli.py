@@ -10,9 +10,9 @@ import asyncio
 import getpass
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botkit.errors import BotkitError, ConfigError, Problem
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from botkit.settings import Settings
 
 Command = Callable[[argparse.Namespace], int]
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,6 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run the event loop: uvloop's where it is installed (not on Windows), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -177,7 +187,7 @@ def _chat(args: argparse.Namespace) -> int:
             )
             await adapter.run()
 
-    asyncio.run(run())
+    run_async(run())
     return 0
 
 
@@ -203,7 +213,7 @@ def _serve(args: argparse.Namespace) -> int:
         async with BotApp(settings=settings, bots=bots) as app:
             await serve(app, options)
 
-    asyncio.run(run())
+    run_async(run())
     return 0
 
 
@@ -220,7 +230,7 @@ def _usage(args: argparse.Namespace) -> int:
         async with await open_store(settings.store.url, home=settings.home) as store:
             return await store.usage_totals(since=since, bot=args.name)
 
-    rows = asyncio.run(totals())
+    rows = run_async(totals())
     header = ("day", "bot", "model", "prompt", "completion", "total", "cost")
     table = [header]
     for row in rows:
@@ -273,6 +283,6 @@ def _models(args: argparse.Namespace) -> int:
         ) as client:
             return await client.models()
 
-    for model in sorted(asyncio.run(models())):
+    for model in sorted(run_async(models())):
         print(model)
     return 0

@@ -18,6 +18,8 @@ from botkit.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     import uvicorn
+    from starlette.requests import Request
+    from starlette.responses import Response
     from starlette.routing import BaseRoute
 
 logger = logging.getLogger(__name__)
@@ -117,6 +119,7 @@ def _bind(options: ServeOptions) -> socket.socket:
 def _http_server(routes: Sequence[BaseRoute], options: ServeOptions) -> uvicorn.Server:
     import uvicorn
     from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -125,10 +128,27 @@ def _http_server(routes: Sequence[BaseRoute], options: ServeOptions) -> uvicorn.
             yield
 
     config = uvicorn.Config(
-        Starlette(routes=list(routes)),
+        Starlette(
+            routes=list(routes),
+            exception_handlers={HTTPException: _json_http_error},
+        ),
         lifespan="off",
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=int(GRACEFUL_SECONDS),
     )
     return Server(config)
+
+
+async def _json_http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods answer in the same JSON shape as every botkit endpoint."""
+    from starlette.exceptions import HTTPException
+    from starlette.responses import JSONResponse
+
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(
+        {"error": {"code": code, "message": exc.detail}},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )

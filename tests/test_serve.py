@@ -94,6 +94,9 @@ async def test_channels_share_one_server_and_stop_on_sigterm(
                 continue
         assert "pong from a: ['shop']" in first
         assert "pong from b" in await http_get(port, "/ping/b")
+        missing = await http_get(port, "/nowhere")
+        assert missing.startswith("HTTP/1.1 404")
+        assert '{"error":{"code":"not_found","message":"Not Found"}}' in missing
         os.kill(os.getpid(), signal.SIGTERM)
         await asyncio.wait_for(task, 10)
     assert fake_channels[:2] == ["a running", "b running"]
