@@ -61,7 +61,7 @@ class Pipeline:
             return None
         if (command := parse_command(text)) is not None:
             return self._done(message, await self._command(command, message), started)
-        message, notice = self._cut(dataclasses.replace(message, text=text))
+        message, notice = self._cut(message, text)
         async with self._locks.hold(message.conversation_key):
             prompt = await self._prompt(message)
             completion = await self._complete(prompt)
@@ -82,7 +82,7 @@ class Pipeline:
             yield reply.text
             yield self._done(message, reply, started)
             return
-        message, notice = self._cut(dataclasses.replace(message, text=text))
+        message, notice = self._cut(message, text)
         async with self._locks.hold(message.conversation_key):
             prompt = await self._prompt(message)
             completion = None
@@ -193,12 +193,16 @@ class Pipeline:
             in_reply_to=message.message_id,
         )
 
-    def _cut(self, message: IncomingMessage) -> tuple[IncomingMessage, str]:
+    def _cut(self, message: IncomingMessage, text: str) -> tuple[IncomingMessage, str]:
+        """The message with its stripped `text`, cut to the size limit, and the notice."""
         limit = self.bot.settings.max_message_chars
-        if len(message.text) <= limit:
-            return message, ""
-        notice = f"\n\n(Your message was long, so I read only its first {limit} characters.)"
-        return dataclasses.replace(message, text=message.text[:limit]), notice
+        notice = ""
+        if len(text) > limit:
+            text = text[:limit]
+            notice = f"\n\n(Your message was long, so I read only its first {limit} characters.)"
+        if text != message.text:
+            message = dataclasses.replace(message, text=text)
+        return message, notice
 
     def _done(self, message: IncomingMessage, reply: Reply, started: float) -> Reply:
         elapsed = time.perf_counter() - started
