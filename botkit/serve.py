@@ -68,15 +68,18 @@ async def serve(app: BotApp, options: ServeOptions) -> None:
             server_task = asyncio.create_task(server.serve(sockets=[listener]))
             server_task.add_done_callback(lambda _: stop.set())
             logger.info("listening on http://%s:%d", options.host, listener.getsockname()[1])
-        with _signals_set(stop):
-            await stop.wait()
-        logger.info("stopping: letting in-flight replies finish")
-        if server is not None:
-            server.should_exit = True
-            await server_task
-        for worker in workers:
-            worker.cancel()
-        for result in await asyncio.gather(*workers, return_exceptions=True):
+        try:
+            with _signals_set(stop):
+                await stop.wait()
+        finally:  # a signal, a failed channel, or this task cancelled: stop the same way
+            logger.info("stopping: letting in-flight replies finish")
+            if server is not None:
+                server.should_exit = True
+                await asyncio.shield(server_task)
+            for worker in workers:
+                worker.cancel()
+            results = await asyncio.gather(*workers, return_exceptions=True)
+        for result in results:
             if isinstance(result, Exception):
                 raise result
 

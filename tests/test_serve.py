@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -117,3 +118,23 @@ async def test_a_taken_port_is_a_clear_error(shop: BotDefinition, fake_channels:
 def test_an_unknown_channel_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="unknown channel 'fax'"):
         load_channel("fax")
+
+
+async def test_cancelling_serve_stops_the_server_and_channels(
+    shop: BotDefinition, fake_channels: list[str]
+) -> None:
+    port = free_port()
+    options = ServeOptions(channels=("fake_a",), port=port)
+    async with BotApp(settings=Settings(store={"url": "memory://"}), bots=[shop]) as app:
+        task = asyncio.create_task(serve(app, options))
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            with contextlib.suppress(OSError):
+                await http_get(port, "/ping/a")
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert fake_channels == ["a running", "a cancelled", "a closed"]
+    with pytest.raises(OSError):
+        await http_get(port, "/ping/a")  # nothing listens any more
