@@ -8,7 +8,7 @@ CLIENTS = ("botkit", "openai", "httpx", "aiohttp")
 
 
 def run(quick: bool) -> Table:
-    seconds, repeats = (0.5, 1) if quick else (2.0, 3)
+    seconds, repeats = (0.2, 1) if quick else (3.0, 3)
     table = Table(
         "Completion client",
         "local mock server (aiohttp, own core) answering a fixed completion; each cell a fresh "
