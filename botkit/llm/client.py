@@ -103,14 +103,16 @@ class CompletionClient:
         self.base_url = base_url.rstrip("/")
         self._completions_url = httpx.URL(f"{self.base_url}/chat/completions")
         self._models_url = httpx.URL(f"{self.base_url}/models")
-        self._headers = {
+        fixed = {
             "content-type": "application/json",
             "accept": "application/json",
             "user-agent": "botkit",
             **(headers or {}),
         }
         if api_key is not None:
-            self._headers["authorization"] = f"Bearer {api_key.get_secret_value()}"
+            fixed["authorization"] = f"Bearer {api_key.get_secret_value()}"
+        # Built once: normalizing headers for every request would cost more than sending it.
+        self._headers = httpx.Headers(fixed)
         if transport is None:
             from httpx_aiohttp import AiohttpTransport
 
@@ -233,13 +235,16 @@ class CompletionClient:
         await self.aclose()
 
     async def _send(self, url: httpx.URL, body: dict[str, Any] | None) -> httpx.Response:
+        # A ready stream skips httpx's content encoding; the transport sets the length.
+        content = b"" if body is None else orjson.dumps(body)
         request = httpx.Request(
             "GET" if body is None else "POST",
             url,
             headers=self._headers,
-            content=None if body is None else orjson.dumps(body),
+            stream=httpx.ByteStream(content),
             extensions=self._extensions,
         )
+        request.read()
         return await self._transport.handle_async_request(request)
 
     async def _take_budget(self, estimated_tokens: int) -> None:
