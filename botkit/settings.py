@@ -101,6 +101,8 @@ class SlackSettings(BaseModel):
     app_token: SecretStr | None = None
     api_url: str = "https://slack.com/api/"
     slash_command: str = "/botkit"
+    bot: str | None = None
+    """Which bot answers on Slack when several are served (one Slack app is one bot)."""
 
 
 class WebSettings(BaseModel):

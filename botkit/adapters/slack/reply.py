@@ -1,0 +1,109 @@
+"""Posting one reply in one Slack conversation: a placeholder at once, then the answer.
+
+The placeholder is replaced with `chat.update` as the answer arrives; text that
+outgrows one message continues in further messages of the same thread. Rate
+limits are the Web API client's business (slack_sdk's retry handler waits out
+`Retry-After`); what is left here is that a partial update that fails is
+skipped, while the final text must arrive or its failure is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web.async_client import AsyncWebClient
+
+from botkit.adapters.slack.format import UPDATE_LIMIT, to_pieces
+
+logger = logging.getLogger(__name__)
+
+PLACEHOLDER = ":hourglass_flowing_sand:"
+
+
+class RateLimitRetry(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's wait for `Retry-After` on a 429, said in the log."""
+
+    async def prepare_for_next_attempt_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        if response is not None:
+            headers = {key.lower(): value for key, value in response.headers.items()}
+            wait = headers.get("retry-after", "?")
+            wait = wait[0] if isinstance(wait, list) else wait
+            method = request.url.rsplit("/", 1)[-1]
+            logger.warning("Slack rate-limited %s; retrying after %s s", method, wait)
+        await super().prepare_for_next_attempt_async(
+            state=state, request=request, response=response, error=error
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a reply goes: a channel (or DM) and the thread in it, if any."""
+
+    channel: str
+    thread_ts: str | None = None
+
+
+@dataclass(slots=True)
+class _Shown:
+    ts: str
+    text: str
+
+
+class ReplyWriter:
+    """Shows a reply in a conversation: the placeholder becomes its first piece, later pieces
+    are posted after it, and each is edited as the text grows."""
+
+    def __init__(
+        self, client: AsyncWebClient, destination: Destination, *, limit: int = UPDATE_LIMIT
+    ) -> None:
+        self._client = client
+        self._destination = destination
+        self._limit = limit
+        self._shown: list[_Shown] = []
+
+    async def start(self, placeholder: str = PLACEHOLDER) -> None:
+        """Post the placeholder the answer will replace."""
+        self._shown.append(_Shown(await self._post(placeholder), placeholder))
+
+    async def show(self, markdown: str, *, final: bool = True) -> None:
+        """Make the conversation show `markdown`. A partial text that cannot be shown now is
+        skipped (the next one shows the same and more); the final one's failure is raised."""
+        try:
+            for index, piece in enumerate(to_pieces(markdown, self._limit)):
+                if index < len(self._shown):
+                    shown = self._shown[index]
+                    if shown.text != piece:
+                        await self._update(shown.ts, piece)
+                        shown.text = piece
+                else:
+                    self._shown.append(_Shown(await self._post(piece), piece))
+        except SlackApiError as err:
+            if final:
+                raise
+            logger.debug("skipped a partial update in %s: %s", self._destination.channel, err)
+
+    async def _post(self, text: str) -> str:
+        response = await self._client.chat_postMessage(
+            channel=self._destination.channel,
+            thread_ts=self._destination.thread_ts,
+            text=text,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return str(response["ts"])
+
+    async def _update(self, ts: str, text: str) -> None:
+        await self._client.chat_update(channel=self._destination.channel, ts=ts, text=text)

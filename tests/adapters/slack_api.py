@@ -1,0 +1,535 @@
+"""A Slack Web API server on 127.0.0.1 for tests: the part of Slack a botkit bot talks to.
+
+It answers auth.test, chat.postMessage, chat.update, reactions.add,
+conversations.replies and apps.connections.open (whose WebSocket speaks Socket
+Mode), keeps the bot's messages as a channel would show them, refuses a
+chat.update longer than `update_limit` with msg_too_long, records every call,
+and can be told to answer a call with an error (`ratelimited` is HTTP 429 with
+Retry-After, as Slack sends it). With `echo_to`, it delivers the events Slack
+would send about the bot's own messages (a `message` with its bot_id for each
+post, a `message_changed` for each update) to the bot's events URL, signed.
+
+The second half builds Events API requests as Slack sends them, signed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from unittest.mock import patch
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from botkit.adapters import CHANNELS, ServeOptions
+from botkit.adapters.slack import SlackChannel
+from botkit.app import BotApp
+from botkit.home import BotDefinition
+from botkit.llm.base import Completion
+from botkit.prompting.composer import Prompt
+from botkit.serve import serve
+from botkit.settings import Settings
+from tests.loopback import LoopbackServer, free_port
+
+TOKEN = "xoxb-test-token-for-botkit"
+APP_TOKEN = "xapp-test-app-token"
+SECRET = "test-signing-secret"
+BOT_USER = "UBOT0001"
+BOT_ID = "BBOT0001"
+TEAM = "T0000001"
+USER = "UANN0001"
+CHANNEL = "C0000001"
+OTHER_CHANNEL = "C0000002"
+DM = "D0000001"
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    at: float
+    error: str | None = None
+
+
+@dataclass
+class Failure:
+    method: str
+    error: str
+    status: int = 200
+    retry_after: int | None = None
+    times: int = 1
+    when: Callable[[dict[str, Any]], bool] | None = None
+
+
+@dataclass
+class Posted:
+    """One of the bot's messages, as the channel shows it now."""
+
+    channel: str
+    ts: str
+    thread_ts: str | None
+    text: str
+    edits: list[float] = field(default_factory=list)
+
+
+class FakeSlackAPI:
+    """`async with FakeSlackAPI() as api:` then point the bot at `api.base_url`."""
+
+    def __init__(self, *, update_limit: int = 4000) -> None:
+        self.update_limit = update_limit
+        self.calls: list[Call] = []
+        self.messages: list[Posted] = []
+        self.failures: list[Failure] = []
+        self.echo_to: str | None = None
+        self.acks: list[dict[str, Any]] = []  # what the bot sent back over Socket Mode
+        self._sockets: list[WebSocket] = []
+        self._echoes: set[asyncio.Task[Any]] = set()
+        self._clock = itertools.count(1)
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    async def __aenter__(self) -> FakeSlackAPI:
+        app = Starlette(
+            routes=[
+                Route("/api/{method}", self._call, methods=["GET", "POST"]),
+                WebSocketRoute("/socket-mode", self._socket_mode),
+            ]
+        )
+        self._http = LoopbackServer(app, ws="wsproto")
+        await self._http.start()
+        self.port = self._http.port
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.gather(*self._echoes, return_exceptions=True)
+        for websocket in self._sockets:
+            await websocket.close()
+        await self._http.stop()
+
+    # --- what a test does -------------------------------------------------------------
+
+    def fail(
+        self,
+        method: str,
+        error: str,
+        *,
+        status: int = 200,
+        retry_after: int | None = None,
+        times: int = 1,
+        when: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
+        """Answer the next `times` calls of `method` (those matching `when`) with `error`."""
+        self.failures.append(Failure(method, error, status, retry_after, times, when))
+
+    def called(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method]
+
+    def in_channel(self, channel: str) -> list[Posted]:
+        return [message for message in self.messages if message.channel == channel]
+
+    def thread(self, channel: str, thread_ts: str) -> list[Posted]:
+        return [m for m in self.in_channel(channel) if m.thread_ts == thread_ts]
+
+    async def until(self, condition: Callable[[], Any], within: float = 10.0) -> None:
+        deadline = time.monotonic() + within
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; calls: {[c.method for c in self.calls]}")
+            await asyncio.sleep(0.01)
+
+    async def settled(self, quiet: float = 0.2) -> None:
+        """Wait until no call has arrived for `quiet` seconds (to see that nothing more comes)."""
+        count = -1
+        while count != len(self.calls):
+            count = len(self.calls)
+            await asyncio.sleep(quiet)
+
+    @property
+    def connected(self) -> bool:
+        """Whether a bot is connected over Socket Mode."""
+        return bool(self._sockets)
+
+    async def push(self, body: dict[str, Any]) -> str:
+        """Send an Events API body over the Socket Mode connection; the envelope id."""
+        await self.until(lambda: self._sockets)
+        envelope_id = f"envelope-{next(self._clock)}"
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": "events_api",
+            "accepts_response_payload": False,
+            "retry_attempt": 0,
+            "retry_reason": "",
+            "payload": body,
+        }
+        await self._sockets[-1].send_text(json.dumps(envelope))
+        return envelope_id
+
+    # --- the Web API ------------------------------------------------------------------
+
+    async def _call(self, request: Request) -> JSONResponse:
+        method = request.path_params["method"]
+        params = await _params(request)
+        call = Call(method, params, time.monotonic())
+        self.calls.append(call)
+        wanted = APP_TOKEN if method == "apps.connections.open" else TOKEN
+        if request.headers.get("authorization") != f"Bearer {wanted}":
+            return self._error(call, "invalid_auth")
+        for failure in self.failures:
+            if (
+                failure.method == method
+                and failure.times
+                and (failure.when is None or failure.when(params))
+            ):
+                failure.times -= 1
+                headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
+                return self._error(call, failure.error, failure.status, headers)
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return self._error(call, "unknown_method", 404)
+        try:
+            result = await handler(params)
+        except ValueError as err:
+            return self._error(call, str(err))
+        return JSONResponse({"ok": True, **result})
+
+    def _error(
+        self, call: Call, error: str, status: int = 200, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
+        call.error = error
+        return JSONResponse({"ok": False, "error": error}, status, headers=headers)
+
+    async def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": "https://botkit-test.slack.com/",
+            "team": "botkit test",
+            "user": "shopbot",
+            "team_id": TEAM,
+            "user_id": BOT_USER,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    async def _chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, text = _channel(params), str(params.get("text") or "")
+        if not text.strip():
+            raise ValueError("no_text")
+        if len(text) > 40_000:
+            raise ValueError("msg_too_long")
+        thread_ts = params.get("thread_ts") or None
+        message = Posted(channel, self._ts(), thread_ts, text)
+        self.messages.append(message)
+        self._echo({"type": "message", **self._message_json(message)})
+        return {"channel": channel, "ts": message.ts, "message": self._message_json(message)}
+
+    async def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, ts, text = _channel(params), str(params.get("ts")), str(params.get("text") or "")
+        message = next((m for m in self.in_channel(channel) if m.ts == ts), None)
+        if message is None:
+            raise ValueError("message_not_found")
+        if len(text) > self.update_limit:
+            raise ValueError("msg_too_long")
+        message.text = text
+        message.edits.append(time.monotonic())
+        self._echo(
+            {
+                "type": "message",
+                "subtype": "message_changed",
+                "hidden": True,
+                "channel": channel,
+                "ts": self._ts(),
+                "message": self._message_json(message),
+            }
+        )
+        return {"channel": channel, "ts": ts, "text": text}
+
+    async def _reactions_add(self, params: dict[str, Any]) -> dict[str, Any]:
+        _channel(params)
+        return {}
+
+    async def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = _channel(params), str(params.get("ts"))
+        replies = [self._message_json(m) for m in self.thread(channel, ts)]
+        return {"messages": replies, "has_more": False}
+
+    async def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"url": f"ws://127.0.0.1:{self.port}/socket-mode"}
+
+    def _ts(self) -> str:
+        return f"{int(time.time())}.{next(self._clock):06d}"
+
+    def _message_json(self, message: Posted) -> dict[str, Any]:
+        data = {
+            "channel": message.channel,
+            "user": BOT_USER,
+            "bot_id": BOT_ID,
+            "text": message.text,
+            "ts": message.ts,
+        }
+        if message.thread_ts:
+            data["thread_ts"] = message.thread_ts
+        return data
+
+    def _echo(self, event: dict[str, Any]) -> None:
+        if self.echo_to is None:
+            return
+        channel = event.get("channel", "")
+        event["channel_type"] = "im" if channel.startswith("D") else "channel"
+        task = asyncio.create_task(deliver(self.echo_to, event_body(event)))
+        self._echoes.add(task)
+        task.add_done_callback(self._echoes.discard)
+
+    # --- Socket Mode ------------------------------------------------------------------
+
+    async def _socket_mode(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        self._sockets.append(websocket)
+        await websocket.send_text(json.dumps({"type": "hello", "num_connections": 1}))
+        try:
+            while True:
+                self.acks.append(json.loads(await websocket.receive_text()))
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self._sockets.remove(websocket)
+
+
+def _channel(params: dict[str, Any]) -> str:
+    channel = str(params.get("channel") or "")
+    if not channel:
+        raise ValueError("channel_not_found")
+    return channel
+
+
+async def _params(request: Request) -> dict[str, Any]:
+    params: dict[str, Any] = dict(request.query_params)
+    body = await request.body()
+    if body and "json" in request.headers.get("content-type", ""):
+        params.update(json.loads(body))
+    elif body:
+        params.update(parse_qsl(body.decode(), keep_blank_values=True))
+    return params
+
+
+# --- Events API requests, as Slack sends them ------------------------------------------
+
+_event_ids = itertools.count(1)
+_user_ts = itertools.count(1)
+
+
+def new_ts() -> str:
+    return f"{int(time.time())}.{500_000 + next(_user_ts):06d}"
+
+
+def event_body(event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
+    return {
+        "token": "legacy-verification-token",
+        "team_id": TEAM,
+        "api_app_id": "A0000001",
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id or f"Ev{next(_event_ids):08d}",
+        "event_time": int(time.time()),
+        "authorizations": [
+            {"team_id": TEAM, "user_id": BOT_USER, "is_bot": True, "is_enterprise_install": False}
+        ],
+    }
+
+
+def message(
+    text: str,
+    *,
+    channel: str = CHANNEL,
+    user: str = USER,
+    ts: str | None = None,
+    thread_ts: str | None = None,
+    kind: str = "message",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A user's message event; `kind="app_mention"` for the mention event of the same message."""
+    ts = ts or new_ts()
+    event: dict[str, Any] = {
+        "type": kind,
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "channel": channel,
+        "event_ts": ts,
+        "client_msg_id": f"msg-{channel}-{ts}",
+        "team": TEAM,
+    }
+    if kind == "message":
+        event["channel_type"] = "im" if channel.startswith("D") else "channel"
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    event.update(extra)
+    return event
+
+
+def mention(text: str, **options: Any) -> dict[str, Any]:
+    return message(f"<@{BOT_USER}> {text}", kind="app_mention", **options)
+
+
+def signed_headers(
+    body: bytes, *, secret: str = SECRET, timestamp: int | None = None, content_type: str = ""
+) -> dict[str, str]:
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256)
+    return {
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": f"v0={digest.hexdigest()}",
+        "Content-Type": content_type or "application/json",
+    }
+
+
+async def deliver(
+    url: str,
+    body: dict[str, Any] | bytes,
+    *,
+    retry: int | None = None,
+    secret: str = SECRET,
+    timestamp: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """POST a signed Events API request, as Slack does (with its retry headers on a retry)."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    sent = signed_headers(raw, secret=secret, timestamp=timestamp)
+    if retry is not None:
+        sent |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
+    async with httpx.AsyncClient() as client:
+        return await client.post(url, content=raw, headers=sent | (headers or {}))
+
+
+async def slash_command(
+    url: str, text: str, *, channel: str = DM, command: str = "/botkit"
+) -> httpx.Response:
+    form = {
+        "token": "legacy-verification-token",
+        "team_id": TEAM,
+        "channel_id": channel,
+        "user_id": USER,
+        "user_name": "ann",
+        "command": command,
+        "text": text,
+        "response_url": "https://hooks.slack.invalid/commands/1/2",
+        "trigger_id": "1.2.3",
+    }
+    raw = urlencode(form).encode()
+    headers = signed_headers(raw, content_type="application/x-www-form-urlencoded")
+    async with httpx.AsyncClient() as client:
+        return await client.post(url, content=raw, headers=headers)
+
+
+# --- a botkit bot serving Slack against the fake ----------------------------------------
+
+
+TIMING = {"edit_interval": 0.05, "shutdown_timeout": 5.0}
+"""What `serving` builds the channel with; a test may patch an entry."""
+
+
+def fast_build(app: BotApp, options: ServeOptions) -> SlackChannel:
+    return SlackChannel(app, **TIMING)
+
+
+@dataclass
+class Served:
+    app: BotApp
+    url: str  # the events URL (nothing listens there in Socket Mode)
+    port: int
+
+
+@asynccontextmanager
+async def serving(
+    api: FakeSlackAPI, bot: BotDefinition, *, responder: Any = None, **slack: Any
+) -> AsyncIterator[Served]:
+    """The bot on its Slack channel, run by `botkit.serve.serve` on a free port, until the
+    block ends (then stopped with SIGTERM, as `botkit serve` is)."""
+    port = free_port()
+    slack = {"bot_token": TOKEN, "signing_secret": SECRET, "api_url": api.base_url, **slack}
+    settings = Settings(store={"url": "memory://"}, slack=slack)
+    with patch.dict(CHANNELS, {"slack_fast": f"{__name__}:fast_build"}):
+        async with BotApp(settings=settings, bots=[bot]) as app:
+            if responder is not None:
+                app.pipelines[bot.name].responder = responder
+            options = ServeOptions(channels=("slack_fast",), port=port)
+            task = asyncio.create_task(serve(app, options))
+            try:
+                if slack.get("app_token"):
+                    await api.until(lambda: task.done() or api.connected)
+                    if task.done():
+                        task.result()
+                else:
+                    await _until_listening(port, task)
+                yield Served(app, f"http://127.0.0.1:{port}/slack/events", port)
+            finally:
+                if not task.done():
+                    os.kill(os.getpid(), signal.SIGTERM)
+                await asyncio.wait_for(task, 20)
+
+
+async def _until_listening(port: int, task: asyncio.Task[None]) -> None:
+    for _ in range(500):
+        if task.done():
+            task.result()
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.01)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+    raise AssertionError("the server did not start")
+
+
+class ScriptedResponder:
+    """Answers every prompt with `answer`, streamed in `chunk`-sized deltas `pause` seconds
+    apart; waits for `gate` first when given."""
+
+    def __init__(
+        self,
+        answer: str | Callable[[str], str],
+        *,
+        chunk: int = 1_000_000,
+        pause: float = 0.0,
+        gate: asyncio.Event | None = None,
+    ) -> None:
+        self.answer = answer
+        self.chunk = chunk
+        self.pause = pause
+        self.gate = gate
+        self.questions: list[str] = []
+
+    async def _text(self, prompt: Prompt) -> str:
+        question = prompt.message.text
+        self.questions.append(question)
+        if self.gate is not None:
+            await self.gate.wait()
+        return self.answer(question) if callable(self.answer) else self.answer
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        return Completion(text=await self._text(prompt))
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[str | Completion]:
+        text = await self._text(prompt)
+        for start in range(0, len(text), self.chunk):
+            yield text[start : start + self.chunk]
+            await asyncio.sleep(self.pause)
+        yield Completion(text=text)
