@@ -24,8 +24,9 @@ from telegram.constants import ChatType
 from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 from telegram.ext import AIORateLimiter, Application, ContextTypes, TypeHandler
 
+from botkit.adapters.streaming import stream_reply
 from botkit.adapters.telegram.incoming import BotIdentity, to_incoming
-from botkit.adapters.telegram.reply import Destination, ReplyWriter, stream_reply, typing
+from botkit.adapters.telegram.reply import Destination, ReplyWriter, typing
 from botkit.errors import ConfigError, Problem
 from botkit.locks import ConversationLocks
 from botkit.messages import IncomingMessage

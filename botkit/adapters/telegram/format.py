@@ -13,13 +13,12 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from functools import cache
 from typing import TYPE_CHECKING
 
 from botkit.adapters.formatting import split_text
+from botkit.adapters.markdown import MarkdownWalker
 
 if TYPE_CHECKING:
-    from markdown_it import MarkdownIt
     from markdown_it.token import Token
 
 MESSAGE_LIMIT = 4096
@@ -114,97 +113,56 @@ def _html(runs: list[_Run]) -> str:
     return "".join(out)
 
 
-@cache
-def _parser() -> MarkdownIt:
-    from markdown_it import MarkdownIt
-
-    # Raw HTML in an answer is shown as text, never passed to Telegram as markup.
-    return MarkdownIt("commonmark", {"html": False}).enable("strikethrough")
-
-
-class _Renderer:
-    """Turns markdown-it's tokens into runs of visible text with the tags around them."""
+class _Renderer(MarkdownWalker):
+    """Turns the Markdown into runs of visible text with the tags around them."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.runs: list[_Run] = []
         self.tags: list[Tag] = []
-        self.breaks = 0  # line breaks owed before the next block
-        self.lists: list[int | None] = []  # per open list: the next number, None for bullets
         self.quotes = 0
         self.links: list[bool] = []  # per open link: whether it became an <a>
 
     def render(self, markdown: str) -> list[_Run]:
-        for token in _parser().parse(markdown):
-            self._block(token)
+        self.walk(markdown)
         return self.runs
 
-    def _block(self, token: Token) -> None:
-        kind = token.type
-        if kind == "inline":
-            for child in token.children or []:
-                self._inline(child)
-        elif kind == "paragraph_open":
-            self._start_block()
-        elif kind == "paragraph_close":
-            self._end_block(1 if token.hidden else 2)
-        elif kind == "heading_open":
-            self._start_block()
-            self.tags.append(("b", ""))
-        elif kind == "heading_close":
-            self.tags.pop()
-            self._end_block(2)
-        elif kind in ("bullet_list_open", "ordered_list_open"):
-            self._end_block(1)
-            start = token.attrGet("start")
-            self.lists.append(None if kind == "bullet_list_open" else int(start or 1))
-        elif kind in ("bullet_list_close", "ordered_list_close"):
-            self.lists.pop()
-            self._end_block(1 if self.lists else 2)
-        elif kind == "list_item_open":
-            self._start_block()
-            number = self.lists[-1]
-            if number is not None:
-                self.lists[-1] = number + 1
-            marker = "•" if number is None else f"{number}."
-            self._emit("   " * (len(self.lists) - 1) + marker + " ")
-        elif kind == "list_item_close":
-            self._end_block(1)
-        elif kind == "blockquote_open":
-            self._start_block()
-            self.quotes += 1
-            if self.quotes == 1:  # Telegram cannot nest quotes
-                self.tags.append(("blockquote", ""))
-        elif kind == "blockquote_close":
-            self.quotes -= 1
-            if self.quotes == 0:
-                self.tags.pop()
-            self._end_block(2)
-        elif kind in ("fence", "code_block"):
-            self._start_block()
-            language = token.info.split(maxsplit=1)[0] if token.info.strip() else ""
-            code: tuple[Tag, ...] = (("pre", ""),)
-            if _LANGUAGE.match(language):
-                code += (("code", f' class="language-{html.escape(language)}"'),)
-            # A code block cannot sit inside other entities: it stands on its own.
-            self._emit(token.content.rstrip("\n"), code)
-            self._end_block(2)
-        elif kind == "hr":
-            self._start_block()
-            self._emit("———")
-            self._end_block(2)
+    def has_output(self) -> bool:
+        return bool(self.runs)
 
-    def _inline(self, token: Token) -> None:
+    def heading(self, *, opening: bool) -> None:
+        if opening:
+            self.tags.append(("b", ""))
+        else:
+            self.tags.pop()
+
+    def quote(self, *, opening: bool) -> None:
+        self.quotes += 1 if opening else -1
+        if opening and self.quotes == 1:  # Telegram cannot nest quotes
+            self.tags.append(("blockquote", ""))
+        elif not opening and self.quotes == 0:
+            self.tags.pop()
+
+    def code_block(self, token: Token) -> None:
+        language = token.info.split(maxsplit=1)[0] if token.info.strip() else ""
+        code: tuple[Tag, ...] = (("pre", ""),)
+        if _LANGUAGE.match(language):
+            code += (("code", f' class="language-{html.escape(language)}"'),)
+        # A code block cannot sit inside other entities: it stands on its own.
+        self.emit(token.content.rstrip("\n"), code)
+
+    def inline(self, token: Token) -> None:
         kind = token.type
         if kind in ("text", "text_special"):
-            self._emit(token.content)
+            self.emit(token.content)
         elif kind in ("softbreak", "hardbreak"):
-            self._emit("\n")
+            self.emit("\n")
         elif kind in _INLINE_TAGS:
             self.tags.append((_INLINE_TAGS[kind], ""))
         elif kind in ("strong_close", "em_close", "s_close"):
             self.tags.pop()
         elif kind == "code_inline":
-            self._emit(token.content, (*self.tags, ("code", "")))
+            self.emit(token.content, (*self.tags, ("code", "")))
         elif kind == "link_open":
             href = str(token.attrGet("href") or "")
             linked = href.lower().startswith(_LINK_SCHEMES)
@@ -218,19 +176,11 @@ class _Renderer:
             src = str(token.attrGet("src") or "")
             alt = token.content or src
             if src.lower().startswith(_LINK_SCHEMES) and not self.links:
-                self._emit(alt, (*self.tags, ("a", f' href="{html.escape(src)}"')))
+                self.emit(alt, (*self.tags, ("a", f' href="{html.escape(src)}"')))
             else:
-                self._emit(alt)
+                self.emit(alt)
 
-    def _start_block(self) -> None:
-        if self.runs and self.breaks:
-            self._emit("\n" * self.breaks)
-        self.breaks = 0
-
-    def _end_block(self, breaks: int) -> None:
-        self.breaks = max(self.breaks, breaks)
-
-    def _emit(self, text: str, tags: tuple[Tag, ...] | None = None) -> None:
+    def emit(self, text: str, tags: tuple[Tag, ...] | None = None) -> None:
         if not text:
             return
         tags = tuple(self.tags) if tags is None else tags

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -141,39 +141,6 @@ async def _formatted_or_plain(post: Callable[[str, str | None], Awaitable[T]], p
             raise
         logger.warning("Telegram refused the formatting (%s); sending plain text", err.message)
         return await post(piece.text, None)
-
-
-async def stream_reply(writer: ReplyWriter, deltas: AsyncIterable[str], interval: float) -> str:
-    """Show text as it arrives, at most one update per `interval` seconds, then all of it.
-
-    The deltas are read on their own task, so a slow edit (or a flood-control
-    wait) never holds up the answer: the next update shows everything so far.
-    """
-    parts: list[str] = []
-    arrived = asyncio.Event()
-
-    async def read() -> None:
-        async for delta in deltas:
-            parts.append(delta)
-            arrived.set()
-
-    reader = asyncio.create_task(read())
-    try:
-        while not reader.done():
-            waiting = asyncio.create_task(arrived.wait())
-            await asyncio.wait({reader, waiting}, return_when=asyncio.FIRST_COMPLETED)
-            waiting.cancel()
-            if reader.done():
-                break
-            arrived.clear()
-            await writer.show("".join(parts), final=False)
-            await asyncio.wait({reader}, timeout=interval)  # the throttle; ends early when done
-        reader.result()
-    finally:
-        reader.cancel()
-    text = "".join(parts)
-    await writer.show(text)
-    return text
 
 
 @contextlib.asynccontextmanager
