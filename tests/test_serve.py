@@ -20,6 +20,7 @@ from botkit.errors import ConfigError
 from botkit.home import BotDefinition
 from botkit.serve import load_channel, serve
 from botkit.settings import Settings
+from tests.loopback import free_port
 
 
 class FakeChannel:
@@ -55,12 +56,6 @@ def fake_a(app: BotApp, options: ServeOptions) -> FakeChannel:
 
 def fake_b(app: BotApp, options: ServeOptions) -> FakeChannel:
     return FakeChannel(app, options, "b")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def http_get(port: int, path: str) -> str:

@@ -15,16 +15,14 @@ import html
 import itertools
 import json
 import re
-import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -36,6 +34,7 @@ from botkit.home import BotDefinition
 from botkit.llm.base import Completion, Responder
 from botkit.prompting.composer import Prompt
 from botkit.settings import Settings
+from tests.loopback import LoopbackServer
 
 TOKEN = "123456:TEST-token-for-botkit"
 BOT_ID = 4242
@@ -147,8 +146,6 @@ class FakeBotAPI:
         self._allowed: list[str] | None = None
         self._arrived = asyncio.Event()
         self._message_ids = itertools.count(1000)
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
         self.port = 0
 
     @property
@@ -157,22 +154,14 @@ class FakeBotAPI:
 
     async def __aenter__(self) -> FakeBotAPI:
         app = Starlette(routes=[Route("/bot{token}/{method}", self._call, methods=["GET", "POST"])])
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="critical", lifespan="off", ws="none")
-        self._server = uvicorn.Server(config)
-        self._server.capture_signals = _no_signals  # type: ignore[method-assign]
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-            await asyncio.sleep(0.005)
+        self._http = LoopbackServer(app, ws="none")
+        await self._http.start()
+        self.port = self._http.port
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        assert self._server is not None and self._task is not None
         self._arrived.set()
-        self._server.should_exit = True
-        await self._task
+        await self._http.stop()
 
     # --- what a test does -------------------------------------------------------------
 
@@ -357,11 +346,6 @@ async def _params(request: Request) -> dict[str, Any]:
                 value = json.loads(value)
         params[key] = value
     return params
-
-
-@contextmanager
-def _no_signals() -> Iterator[None]:
-    yield
 
 
 # --- updates, as Telegram would send them ------------------------------------------------

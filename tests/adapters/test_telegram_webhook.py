@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,6 +24,7 @@ from tests.adapters.telegram_api import (
     telegram_settings,
     text_update,
 )
+from tests.loopback import free_port
 
 OPEN = "We are open Monday to Friday, 9:00 to 17:00."
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -39,12 +39,6 @@ def timedelta_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
 async def api() -> Any:
     async with FakeBotAPI() as server:
         yield server
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager

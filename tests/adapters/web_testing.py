@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,15 +20,10 @@ from botkit.messages import Usage
 from botkit.prompting.composer import Prompt
 from botkit.serve import serve
 from botkit.settings import Settings
+from tests.loopback import free_port
 
 KEY = "key-one"
 OTHER_KEY = "key-two"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

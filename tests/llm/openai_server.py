@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.llm import openai_spec
+from tests.loopback import LoopbackServer
 
 
 @dataclass
@@ -69,8 +68,6 @@ class OpenAIServer:
         self.received: list[Received] = []
         self.violations: list[str] = []
         self.port = 0
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -87,22 +84,12 @@ class OpenAIServer:
                 Route("/v1/models", self._models),
             ]
         )
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            app, log_level="critical", lifespan="off", timeout_graceful_shutdown=0
-        )
-        self._server = uvicorn.Server(config)
-        self._server.capture_signals = _no_signals  # type: ignore[method-assign]
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-            await asyncio.sleep(0.005)
+        self._http = LoopbackServer(app, timeout_graceful_shutdown=0)
+        await self._http.start()
+        self.port = self._http.port
 
     async def stop(self) -> None:
-        assert self._server is not None and self._task is not None
-        self._server.should_exit = True
-        await self._task
+        await self._http.stop()
 
     async def _models(self, request: Request) -> Response:
         return JSONResponse(
@@ -197,9 +184,3 @@ class OpenAIServer:
             yield f"data: {json.dumps(chunk)}\n\n".encode()
             await asyncio.sleep(0)
         yield b"data: [DONE]\n\n"
-
-
-def _no_signals() -> Any:
-    import contextlib
-
-    return contextlib.nullcontext()

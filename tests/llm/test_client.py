@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import httpx
@@ -26,6 +25,7 @@ from botkit.errors import (
 from botkit.llm.client import ChatCompletion, CompletionClient, Timeouts, parse_completion
 from botkit.llm.params import ChatParams
 from tests.llm.openai_server import Answer, Fail, OpenAIServer, Streamed
+from tests.loopback import free_port
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 
@@ -201,9 +201,7 @@ async def test_a_total_timeout(openai_server: OpenAIServer) -> None:
 
 
 async def test_connection_refused() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # nothing listens here once the socket closes
+    port = free_port()  # nothing listens there
     async with CompletionClient(base_url=f"http://127.0.0.1:{port}/v1") as client:
         with pytest.raises(APIConnectionError) as caught:
             await client.create(ChatParams().body("m", MESSAGES))

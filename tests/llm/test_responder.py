@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +18,7 @@ from botkit.messages import Reply, Turn
 from botkit.settings import Settings
 from botkit.testing import FakeChannel, write_bot
 from tests.llm.openai_server import Answer, Fail, OpenAIServer, Streamed
+from tests.loopback import free_port
 
 FAQ_ANSWER = "We are open Monday to Friday, 9:00 to 17:00."
 
@@ -120,9 +120,7 @@ async def test_a_read_timeout_is_retried(home: Path, openai_server: OpenAIServer
 
 
 async def test_connection_refused_falls_back_to_the_faq(home: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens there
     async with running(home, f"http://127.0.0.1:{port}/v1") as (app, chat):
         reply = await ask(chat, "When are you open?")
     assert reply.text == FAQ_ANSWER and reply.error == "APIConnectionError"

@@ -1,18 +1,16 @@
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 from botkit.errors import ConfigError, StoreError
 from botkit.stores import open_store
+from tests.loopback import free_port
 
 
 async def test_an_unreachable_redis_is_a_clear_error_without_the_password(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nothing listens there
     with pytest.raises(StoreError) as caught:
         await open_store(f"redis://:hunter2@127.0.0.1:{port}/0", home=tmp_path)
     assert f"Redis store at 127.0.0.1:{port}" in str(caught.value)
