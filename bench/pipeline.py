@@ -11,6 +11,7 @@ local mock LLM on the other core, one at a time; the CPU time of this process
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import tempfile
 import time
@@ -26,8 +27,17 @@ def run(quick: bool) -> Table:
     table = Table(
         "Pipeline overhead per message",
         f"real pipeline, SQLite store, zero-latency mock LLM on the other core; {messages} "
-        "messages one at a time over 100 conversations; CPU of the botkit process",
-        ["snippets/history", "cpu µs median", "cpu µs p99", "msgs/s", "target µs"],
+        "messages one at a time over 100 conversations, then again with 64 in flight; CPU of "
+        "the botkit process (all its threads)",
+        [
+            "snippets/history",
+            "cpu µs median",
+            "cpu µs p99",
+            "msgs/s",
+            "64 in flight: cpu µs",
+            "64 in flight: msgs/s",
+            "target µs",
+        ],
     )
     with mock_llm(0) as base_url:
         for snippets in sizes:
@@ -51,6 +61,8 @@ def run(quick: bool) -> Table:
                     result["median_us"],
                     result["p99_us"],
                     result["per_second"],
+                    result["loaded_us"],
+                    result["loaded_per_second"],
                     target,
                 )
     return table
@@ -100,11 +112,34 @@ async def measure(base_url: str, snippets: int, turns: int, messages: int) -> di
                 await pipeline.handle(message)
                 cpu_us.append((time.process_time() - before) * 1e6)
             wall = time.perf_counter() - started
+            # The same messages again with 64 conversations in flight, as a busy bot runs.
+            queue = list(enumerate(asked))
+
+            async def worker(conversation: int) -> None:
+                while queue:
+                    _, text = queue.pop()
+                    user = conversations[conversation]
+                    await pipeline.handle(
+                        IncomingMessage(
+                            channel="bench",
+                            bot="bench",
+                            conversation_id=user,
+                            user_id=user,
+                            text=text,
+                        )
+                    )
+
+            loaded_started, loaded_cpu = time.perf_counter(), time.process_time()
+            await asyncio.gather(*(worker(i) for i in range(64)))
+            loaded_wall = time.perf_counter() - loaded_started
+            loaded_cpu = time.process_time() - loaded_cpu
     warm = cpu_us[len(cpu_us) // 10 :]  # the first tenth warms caches and connections
     return {
         "median_us": median(warm),
         "p99_us": percentile(warm, 0.99),
         "per_second": len(asked) / wall,
+        "loaded_us": loaded_cpu / len(asked) * 1e6,
+        "loaded_per_second": len(asked) / loaded_wall,
     }
 
 
