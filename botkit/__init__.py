@@ -16,19 +16,24 @@ _EXPORTS = {
     "BotHome": "botkit.home",
     "BotSettings": "botkit.settings",
     "BotkitError": "botkit.errors",
+    "ChatParams": "botkit.llm.params",
     "Completion": "botkit.llm.base",
+    "CompletionClient": "botkit.llm.client",
     "ConfigError": "botkit.errors",
     "ConversationStore": "botkit.stores.base",
     "FaqIndex": "botkit.prompting.retrieval",
     "FaqResponder": "botkit.llm.offline",
     "FaqSnippet": "botkit.prompting.faq",
     "IncomingMessage": "botkit.messages",
+    "LLMError": "botkit.errors",
+    "LLMResponder": "botkit.llm.responder",
     "MemoryStore": "botkit.stores.memory",
     "Pipeline": "botkit.pipeline",
     "Problem": "botkit.errors",
     "Prompt": "botkit.prompting.composer",
     "PromptComposer": "botkit.prompting.composer",
     "Reply": "botkit.messages",
+    "ReplyStream": "botkit.pipeline",
     "Responder": "botkit.llm.base",
     "Settings": "botkit.settings",
     "StoreError": "botkit.errors",
@@ -44,19 +49,24 @@ __all__ = [
     "BotHome",
     "BotSettings",
     "BotkitError",
+    "ChatParams",
     "Completion",
+    "CompletionClient",
     "ConfigError",
     "ConversationStore",
     "FaqIndex",
     "FaqResponder",
     "FaqSnippet",
     "IncomingMessage",
+    "LLMError",
+    "LLMResponder",
     "MemoryStore",
     "Pipeline",
     "Problem",
     "Prompt",
     "PromptComposer",
     "Reply",
+    "ReplyStream",
     "Responder",
     "Settings",
     "StoreError",
@@ -81,12 +91,22 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from botkit.app import BotApp
-    from botkit.errors import BotkitError, ConfigError, Problem, StoreError, UnknownBotError
+    from botkit.errors import (
+        BotkitError,
+        ConfigError,
+        LLMError,
+        Problem,
+        StoreError,
+        UnknownBotError,
+    )
     from botkit.home import BotDefinition, BotHome
     from botkit.llm.base import Completion, Responder
+    from botkit.llm.client import CompletionClient
     from botkit.llm.offline import FaqResponder
+    from botkit.llm.params import ChatParams
+    from botkit.llm.responder import LLMResponder
     from botkit.messages import IncomingMessage, Reply, Turn, Usage
-    from botkit.pipeline import Pipeline
+    from botkit.pipeline import Pipeline, ReplyStream
     from botkit.prompting.composer import Prompt, PromptComposer
     from botkit.prompting.faq import FaqSnippet
     from botkit.prompting.retrieval import FaqIndex
