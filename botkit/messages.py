@@ -54,7 +54,11 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
-ReplyKind = Literal["answer", "fallback", "command", "limit"]
+ReplyKind = Literal["answer", "fallback", "command", "limit", "handoff", "relayed"]
+"""What a reply is: the model's (or the FAQ's) answer, the fallback text, a command's
+answer, the daily-limit notice, the notice that a person will take over (`handoff`),
+or nothing at all because the message went to the person handling the conversation
+(`relayed`, with empty text)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
