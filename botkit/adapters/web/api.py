@@ -85,7 +85,9 @@ def choose_bot(requested: str | None, served: Sequence[str], *, default_first: b
 async def history(store: ConversationStore, session: Session) -> list[SessionMessage]:
     turns = await store.recent(session.conversation_key, HISTORY_LIMIT)
     return [
-        SessionMessage(role=t.role, content=t.content, time=datetime.fromtimestamp(t.at, UTC))
+        SessionMessage(
+            role=t.role, content=t.content, time=datetime.fromtimestamp(t.at, UTC), name=t.name
+        )
         for t in turns
     ]
 
