@@ -38,6 +38,15 @@ class IncomingMessage:
         """The store key: conversations are separate per bot and per channel."""
         return conversation_key(self.bot, self.channel, self.conversation_id)
 
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["timestamp"] = self.timestamp.isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IncomingMessage:
+        return cls(**{**data, "timestamp": datetime.fromisoformat(data["timestamp"])})
+
 
 def conversation_key(bot: str, channel: str, conversation_id: str) -> str:
     return f"{bot}/{channel}/{conversation_id}"
@@ -75,6 +84,10 @@ class Reply:
     model: str | None = None
     error: str | None = None
     """The kind of failure (e.g. "RateLimitError") when the LLM could not answer."""
+    faq: tuple[str, ...] = ()
+    """The FAQ snippets (their `source`) handed to the prompt, best first."""
+    handoff: str | None = None
+    """The id of the handoff this message started or was relayed to."""
 
     @property
     def truncated(self) -> bool:
