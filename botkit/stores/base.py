@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LEASE = 30.0
 """Seconds a lock or an inbox item stays with a worker that stopped renewing it."""
+INBOX_TOPIC = "inbox"
+"""Published when an item for any worker is added to the inbox."""
 
 
 @dataclass(frozen=True, slots=True)

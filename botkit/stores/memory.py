@@ -16,6 +16,7 @@ from typing import Any
 
 from botkit.messages import Handoff, Turn
 from botkit.stores.base import (
+    INBOX_TOPIC,
     InboxItem,
     Lease,
     Store,
@@ -137,6 +138,8 @@ class MemoryStore(Store):
             return None
         item = InboxItem(str(next(self._ids)), channel, conversation, copy.deepcopy(payload))
         self._inbox[item.id] = _Pending(item, time.time() + self.lease if owned else 0.0)
+        if not owned:
+            await self.publish(INBOX_TOPIC)
         return item
 
     async def inbox_take(self, channels: Sequence[str], *, limit: int = 20) -> list[InboxItem]:

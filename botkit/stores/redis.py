@@ -37,6 +37,7 @@ from botkit.errors import StoreError
 from botkit.messages import Handoff, Turn
 from botkit.stores.base import (
     DEFAULT_LEASE,
+    INBOX_TOPIC,
     InboxItem,
     Lease,
     LeaseLost,
@@ -384,7 +385,7 @@ class RedisStore(Store):
         item = InboxItem(_item_id(kind, channel, entry), channel, conversation, payload)
         if owned:
             return self._hold(item)
-        await self.publish(f"inbox:{channel}")
+        await self.publish(INBOX_TOPIC)
         return item
 
     async def inbox_take(self, channels: Sequence[str], *, limit: int = 20) -> list[InboxItem]:

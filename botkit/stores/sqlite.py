@@ -28,6 +28,7 @@ from botkit.errors import StoreError
 from botkit.messages import Handoff, Turn
 from botkit.stores.base import (
     DEFAULT_LEASE,
+    INBOX_TOPIC,
     InboxItem,
     Lease,
     LeaseLost,
@@ -392,7 +393,7 @@ class SqliteStore(Store):
         if owned:
             self._hold(item)
         else:
-            await self.publish(f"inbox:{channel}")
+            await self.publish(INBOX_TOPIC)
         return item
 
     async def inbox_take(self, channels: Sequence[str], *, limit: int = 20) -> list[InboxItem]:
@@ -429,7 +430,7 @@ class SqliteStore(Store):
             "UPDATE inbox SET owner = NULL, expires = ? WHERE id = ? AND done = 0",
             (time.time() + delay, int(item.id)),
         )
-        await self.publish(f"inbox:{item.channel}")
+        await self.publish(INBOX_TOPIC)
 
     async def _renew_items(self, items: Sequence[InboxItem]) -> None:
         await self._rows(
