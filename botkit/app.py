@@ -3,6 +3,7 @@ and a pipeline per bot."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -138,10 +139,13 @@ class BotApp:
         llm = self.settings.llm
         clients: dict[tuple[str, str | None], CompletionClient] = {}
 
-        def client(base_url: str, api_key: SecretStr | None) -> CompletionClient:
+        def client(
+            base_url: str, api_key: SecretStr | None, budget: tuple[int | None, int | None]
+        ) -> CompletionClient:
+            """One client per API; its budgets are those of the first endpoint naming it."""
             key = (base_url.rstrip("/"), api_key.get_secret_value() if api_key else None)
             if key not in clients:
-                clients[key] = self._client(base_url, api_key)
+                clients[key] = self._client(base_url, api_key, budget)
                 stack.push_async_callback(clients[key].aclose)
             return clients[key]
 
@@ -152,28 +156,41 @@ class BotApp:
         )
         responders: dict[str, Responder] = {}
         for bot in self.bots:
+            budget = (llm.requests_per_minute, llm.tokens_per_minute)
             primary = Endpoint(
-                client(self.settings.llm_base_url, self.settings.llm_api_key),
+                client(self.settings.llm_base_url, self.settings.llm_api_key, budget),
                 bot.settings.model or llm.model,
             )
             fallbacks = [
-                Endpoint(client(f.base_url, f.api_key), f.model) for f in bot.settings.fallbacks
+                Endpoint(
+                    client(f.base_url, f.api_key, (f.requests_per_minute, f.tokens_per_minute)),
+                    f.model,
+                )
+                for f in bot.settings.fallbacks
             ]
             responders[bot.name] = LLMResponder(
                 bot=bot, endpoints=[primary, *fallbacks], retry=retry, meter=meter
             )
         return responders
 
-    def _client(self, base_url: str, api_key: SecretStr | None) -> CompletionClient:
+    def _client(
+        self, base_url: str, api_key: SecretStr | None, budget: tuple[int | None, int | None]
+    ) -> CompletionClient:
         from botkit.llm.client import CompletionClient, Timeouts
         from botkit.llm.ratelimit import RateLimit
 
         llm = self.settings.llm
         rate_limit = None
-        if llm.requests_per_minute or llm.tokens_per_minute:
+        requests_per_minute, tokens_per_minute = budget
+        if requests_per_minute or tokens_per_minute:
+            # Shared by every worker on the store, per API and key (never the key itself).
+            secret = api_key.get_secret_value() if api_key else ""
+            who = hashlib.sha256(secret.encode()).hexdigest()[:12]
             rate_limit = RateLimit(
-                requests_per_minute=llm.requests_per_minute,
-                tokens_per_minute=llm.tokens_per_minute,
+                self.store,
+                key=f"{base_url.rstrip('/')}#{who}",
+                requests_per_minute=requests_per_minute,
+                tokens_per_minute=tokens_per_minute,
             )
         return CompletionClient(
             base_url=base_url,

@@ -190,6 +190,9 @@ class FallbackEndpoint(BaseModel):
     model: str
     api_key_env: str | None = None
     """The environment variable holding this endpoint's key (keys never go in TOML)."""
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+    """This endpoint's own budgets, shared by every worker (default: no limit)."""
 
     @property
     def api_key(self) -> SecretStr | None:

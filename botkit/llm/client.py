@@ -149,7 +149,7 @@ class CompletionClient:
         if response.status_code >= 400:
             raise status_error(response, content)
         completion = parse_completion(content, _request_id(response))
-        self._settle_budget(estimated_tokens, completion.usage)
+        await self._settle_budget(estimated_tokens, completion.usage)
         return completion
 
     async def stream(
@@ -199,7 +199,7 @@ class CompletionClient:
                 partial="".join(parts),
                 request_id=request_id,
             )
-        self._settle_budget(estimated_tokens, usage)
+        await self._settle_budget(estimated_tokens, usage)
         text = "".join(parts)
         yield ChatCompletion(
             id=str(meta.get("id", "")),
@@ -251,9 +251,9 @@ class CompletionClient:
         if self.rate_limit is not None:
             await self.rate_limit.take(estimated_tokens)
 
-    def _settle_budget(self, estimated_tokens: int, usage: Usage | None) -> None:
+    async def _settle_budget(self, estimated_tokens: int, usage: Usage | None) -> None:
         if self.rate_limit is not None and usage is not None:
-            self.rate_limit.settle(estimated_tokens, usage.total_tokens)
+            await self.rate_limit.settle(estimated_tokens, usage.total_tokens)
 
 
 def parse_completion(content: bytes, request_id: str | None = None) -> ChatCompletion:
