@@ -189,11 +189,14 @@ class Pipeline:
                 completion = answered
             # A responder that streams nothing (the FAQ, a failure's fallback) has its text
             # shown here, once it is known not to hand the conversation off.
-            trigger = None if shown else self._handoff_trigger(completion, history)
+            trigger = self._handoff_trigger(completion, history, shown=shown)
             if trigger is not None:
                 reason = completion.handoff_reason or "the bot could not answer"
-                reply = await self._hand_off(message, history, address, lease, trigger, reason)
-                yield reply.text
+                said = completion.text.strip() if shown else ""
+                reply = await self._hand_off(
+                    message, history, address, lease, trigger, reason, said=said
+                )
+                yield reply.text[len(said) :] if said else reply.text
                 yield self._done(message, reply, started)
                 return
             if not shown and completion.text:
@@ -319,13 +322,17 @@ class Pipeline:
             return None
         return prompt.faq[0].snippet
 
-    def _handoff_trigger(self, completion: Completion, history: Sequence[Turn]) -> str | None:
+    def _handoff_trigger(
+        self, completion: Completion, history: Sequence[Turn], *, shown: bool
+    ) -> str | None:
+        """What hands the conversation off after an answer: the model calling the handoff
+        tool, or the Nth fallback in a row (fallbacks are never shown before this)."""
         handoff = self.bot.settings.handoff
         if self.handoffs is None or handoff is None:
             return None
         if completion.handoff_reason is not None:
             return "tool"
-        if handoff.after_fallbacks and completion.kind == "fallback":
+        if handoff.after_fallbacks and completion.kind == "fallback" and not shown:
             in_a_row = 1
             for turn in reversed(history):
                 if turn.role == "user":
@@ -345,16 +352,20 @@ class Pipeline:
         lease: Lease,
         trigger: str,
         reason: str,
+        *,
+        said: str = "",
     ) -> Reply:
-        """Give the conversation to people; the customer is told so, once. A bot without a
-        `[handoff]` table answers `/human` with its fallback text (which offers contact)."""
+        """Give the conversation to people; the customer is told so, once, after what the
+        model `said` before it asked for a person. A bot without a `[handoff]` table
+        answers `/human` with its fallback text (which offers contact)."""
         if self.handoffs is None:
             reply = self._reply(message, self._render("fallback", message), "fallback")
         else:
             handoff = await self.handoffs.start(
                 message, trigger=trigger, reason=reason, address=address, history=history
             )
-            text = self._render("handoff", message)
+            notice = self._render("handoff", message)
+            text = f"{said}\n\n{notice}" if said else notice
             reply = self._reply(message, text, "handoff", handoff=handoff.id)
         await self._store_answer(message, reply, lease)
         return reply
