@@ -84,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("name", nargs="?", help="one bot (default: all)")
     new = add("new", _new, "create prompts/NAME/ and bots/NAME.toml from a working template")
     new.add_argument("name", help="the new bot's name")
+    test = add("test", _test, "hold the conversations of prompts/NAME/tests/*.yaml with the bot")
+    test.add_argument("names", nargs="*", metavar="NAME", help="the bots (default: all)")
+    test.add_argument(
+        "--llm",
+        action="store_true",
+        help="answer with the configured model and run the judge: lines (default: offline)",
+    )
+    test.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML to FILE")
     usage = add("usage", _usage, "tokens and cost per bot and day")
     usage.add_argument("name", nargs="?", help="one bot (default: all)")
     usage.add_argument("--days", type=int, default=7, help="how many days back (default: 7)")
@@ -161,6 +169,77 @@ def _new(args: argparse.Namespace) -> int:
         print(f"created {path}")
     print(f"Try it: botkit chat {args.name}")
     return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from contextlib import AsyncExitStack
+
+    from botkit.app import BotApp
+    from botkit.home import BotHome
+    from botkit.llm.base import Responder
+    from botkit.llm.offline import FaqResponder
+    from botkit.rehearsal import CaseResult, Judge, Rehearsal, junit_xml
+
+    settings = _settings(args)
+    home = BotHome(settings.home)
+    names = list(dict.fromkeys(args.names)) or home.names()
+    if not names:
+        print(f"{home.prompts}: no bots here; create one with 'botkit new NAME'", file=sys.stderr)
+        return 1
+    bots = [home.load_checked(name) for name in names]
+    plans = []
+    problems: list[Problem] = []
+    for bot in bots:
+        cases, found = home.cases(bot)
+        problems += found
+        if cases:
+            plans.append((bot, cases))
+        elif not found:
+            print(f"{bot.name}: no cases in {home.shown(bot.folder / 'tests')}/*.yaml")
+    if problems:  # a malformed case file is the author's mistake, not a failing case
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 2
+    if not plans:
+        print("nothing to test: write cases in prompts/NAME/tests/*.yaml", file=sys.stderr)
+        return 1
+    if args.llm and not settings.llm_configured:
+        print("botkit: --llm needs BOTKIT_LLM_API_KEY or BOTKIT_LLM_BASE_URL", file=sys.stderr)
+        return 2
+    # Conversations and token records of a test run never reach the real store.
+    settings = settings.model_copy(
+        update={"store": settings.store.model_copy(update={"url": "memory://"})}
+    )
+
+    async def run() -> list[CaseResult]:
+        results = []
+        async with AsyncExitStack() as stack:
+            responders: dict[str, Responder] = {}
+            if args.llm:
+                app = await stack.enter_async_context(BotApp(settings=settings, bots=bots))
+                responders = {name: p.responder for name, p in app.pipelines.items()}
+            for bot, cases in plans:
+                responder = responders.get(bot.name) or FaqResponder(bot)
+                judge = Judge(responder, bot.name) if args.llm else None
+                rehearsal = Rehearsal(bot, responder, judge=judge)
+                for case in cases:
+                    result = await rehearsal.run(case)
+                    print(result.line())
+                    for line in result.details():
+                        print(f"      {line}")
+                    sys.stdout.flush()
+                    results.append(result)
+        return results
+
+    results = run_async(run())
+    failed = sum(not r.passed for r in results)
+    summary = f"{len(results) - failed} passed, {failed} failed"
+    if skipped := sum(r.judges_skipped for r in results):
+        summary += f"; {skipped} judge: line{'s' * (skipped > 1)} not run offline (use --llm)"
+    print(summary)
+    if args.junit:
+        args.junit.write_bytes(junit_xml(results))
+    return 1 if failed else 0
 
 
 def _chat(args: argparse.Namespace) -> int:

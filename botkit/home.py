@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from botkit.errors import ConfigError, Problem, UnknownBotError
 from botkit.prompting.faq import load_faq
 from botkit.prompting.retrieval import FaqIndex
 from botkit.prompting.templates import PromptTemplates, first_comment
 from botkit.settings import BotSettings, load_bot_settings
+
+if TYPE_CHECKING:
+    from botkit.casebook import Case
 
 BOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -127,10 +131,16 @@ class BotHome:
             raise ConfigError(self._shown(problems))
         return bot
 
+    def cases(self, bot: BotDefinition) -> tuple[list[Case], list[Problem]]:
+        """The bot's conversation cases (`tests/*.yaml`), and every mistake in their files."""
+        from botkit.casebook import SnippetNames, load_cases
+
+        return load_cases(bot.folder, SnippetNames(bot.faq.snippets), shown=self.shown(bot.folder))
+
     def check(self, name: str) -> list[Problem]:
         """Every problem `botkit check` reports for one bot."""
         try:
-            self.load_checked(name)
+            bot = self.load_checked(name)
         except ConfigError as err:
             return err.problems
-        return []
+        return self.cases(bot)[1]
