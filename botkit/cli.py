@@ -92,6 +92,15 @@ def _parser() -> argparse.ArgumentParser:
         help="answer with the configured model and run the judge: lines (default: offline)",
     )
     test.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML to FILE")
+    evaluate = add("eval", _eval, "measure how well the bot's FAQ finds the right snippet")
+    evaluate.add_argument("name", help="the bot: a folder under prompts/")
+    evaluate.add_argument(
+        "--queries",
+        type=Path,
+        metavar="FILE",
+        help="real questions instead: a CSV file of question,expected_snippet",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     usage = add("usage", _usage, "tokens and cost per bot and day")
     usage.add_argument("name", nargs="?", help="one bot (default: all)")
     usage.add_argument("--days", type=int, default=7, help="how many days back (default: 7)")
@@ -240,6 +249,37 @@ def _test(args: argparse.Namespace) -> int:
     if args.junit:
         args.junit.write_bytes(junit_xml(results))
     return 1 if failed else 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from botkit.casebook import SnippetNames
+    from botkit.evaluation import evaluate_queries, leave_one_out, read_queries, what_is_missing
+    from botkit.home import BotHome
+
+    home = BotHome(_settings(args).home)
+    bot = home.load(args.name)
+    queries = None
+    if args.queries:
+        try:
+            queries = read_queries(args.queries, SnippetNames(bot.faq.snippets))
+        except ConfigError as err:  # the author's file, like a malformed case file
+            for problem in err.problems:
+                print(problem, file=sys.stderr)
+            return 2
+    if (missing := what_is_missing(bot, queries)) is not None:
+        print(json.dumps({"bot": bot.name, "needs": missing}) if args.json else missing)
+        return 0
+    if queries is None:
+        report = leave_one_out(bot)
+    else:
+        report = evaluate_queries(bot, queries, args.queries.as_posix())
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(report.lines()))
+    return 0
 
 
 def _chat(args: argparse.Namespace) -> int:
