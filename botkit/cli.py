@@ -283,7 +283,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from botkit.adapters.console import CHANNEL, ConsoleAdapter
+    from botkit.adapters.console import CHANNEL, ConsoleAdapter, in_one_piece
     from botkit.app import BotApp
     from botkit.home import BotHome
     from botkit.messages import conversation_key
@@ -296,13 +296,16 @@ def _chat(args: argparse.Namespace) -> int:
         async with BotApp(settings=settings, bots=[bot]) as app:
             if args.new:
                 await app.store.reset(conversation_key(bot.name, CHANNEL, user))
+            pipeline = app.pipelines[bot.name]
+            terminal = sys.stdout.isatty()
             adapter = ConsoleAdapter(
-                handler=app.pipelines[bot.name].handle,
+                answer=pipeline.stream if bot.settings.streaming else in_one_piece(pipeline.handle),
                 bot=bot.name,
                 user_id=user,
                 stdin=sys.stdin,
                 stdout=sys.stdout,
-                interactive=sys.stdin.isatty() and sys.stdout.isatty(),
+                interactive=sys.stdin.isatty() and terminal,
+                markdown=terminal,
             )
             await adapter.run()
 
