@@ -177,6 +177,9 @@ def _new(args: argparse.Namespace) -> int:
     for path in create_bot(home, args.name):
         print(f"created {path}")
     print(f"Try it: botkit chat {args.name}")
+    print(
+        f"As you edit: botkit check {args.name}, botkit test {args.name}, botkit eval {args.name}"
+    )
     return 0
 
 
