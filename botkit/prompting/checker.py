@@ -102,6 +102,7 @@ class _Checker:
         self._stack: list[str] = []
         self._file = ""
         self._parsed: dict[str, nodes.Template | None] = {}
+        self._macros: list[tuple[nodes.Macro, _Scope]] = []
 
     def run(self) -> list[Problem]:
         files = self._templates.files()
@@ -141,14 +142,19 @@ class _Checker:
         tree = self._parse(name)
         if tree is None:
             return
-        outer = self._file
+        outer, outer_macros = self._file, self._macros
         self._stack.append(name)
-        self._file = name
+        self._file, self._macros = name, []
         try:
             self._statements(tree.body, scope)
+            # A macro's body runs when it is called, and sees what the template set
+            # after it: check it once the whole template has been walked.
+            while self._macros:
+                macro, inner = self._macros.pop(0)
+                self._statements(macro.body, inner)
         finally:
             self._stack.pop()
-            self._file = outer
+            self._file, self._macros = outer, outer_macros
 
     def _other_template(self, node: nodes.Node, scope: _Scope, *, with_context: bool) -> None:
         """Follow an include, import or extends whose name is written out."""
@@ -198,7 +204,7 @@ class _Checker:
                 inner.names[name] = ANY
             for arg in node.args:
                 inner.names[arg.name] = ANY
-            self._statements(node.body, inner)
+            self._macros.append((node, inner))
         elif isinstance(node, nodes.CallBlock):
             self._expression(node.call, scope)
             for default in node.defaults:

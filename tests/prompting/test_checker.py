@@ -226,3 +226,17 @@ def test_the_demo_bot_and_the_scaffold_are_clean(tmp_path: Path) -> None:
     assert BotHome(repo).check("nimbus") == []
     create_bot(BotHome(tmp_path), "acme")
     assert BotHome(tmp_path).check("acme") == []
+
+
+def test_a_macro_sees_what_the_template_sets_after_it(tmp_path: Path) -> None:
+    # A macro's body runs when it is called: Jinja renders this one as "hi".
+    system = (
+        "{% macro greet() %}{{ greeting }} {{ later_typo }}{% endmacro %}\n"
+        "{% set greeting = 'hi' %}{{ greet() }}\n"
+        "{% for s in faq %}{% set inner = 1 %}{% endfor %}"
+        "{% macro late() %}{{ inner }}{% endmacro %}"
+    )
+    assert check(tmp_path, system) == [
+        "prompts/shop/system.md.j2:1: 'later_typo' is undefined",
+        "prompts/shop/system.md.j2:3: 'inner' is undefined (did you mean 'joiner'?)",
+    ]
