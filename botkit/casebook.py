@@ -32,6 +32,7 @@ from botkit.prompting.faq import FaqSnippet
 from botkit.prompting.templates import did_you_mean
 
 TESTS = "tests"
+DEFAULT_USER_ID = "test-user"
 KINDS: tuple[str, ...] = typing.get_args(ReplyKind)
 _CASE_KEYS = ("name", "turns", "user", "channel", "vars")
 _TURN_KEYS = (
@@ -51,7 +52,7 @@ _USER_KEYS = ("id", "name", "language")
 class CaseUser:
     """Who talks in a case (the template's `user`)."""
 
-    id: str = "test-user"
+    id: str = DEFAULT_USER_ID
     name: str | None = None
     language: str | None = None
 
@@ -266,9 +267,13 @@ class _CaseFile:
         if keys is None:
             return None
         values = {key: self._text(value) for key, value in keys.items()}
-        if any(v is None for v in values.values()):
+        if None in values.values():
             return None
-        return CaseUser(**values)  # type: ignore[arg-type]  # checked: all str
+        return CaseUser(
+            id=values.get("id") or DEFAULT_USER_ID,
+            name=values.get("name"),
+            language=values.get("language"),
+        )
 
     # -- YAML nodes ----------------------------------------------------------------------
 

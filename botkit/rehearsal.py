@@ -197,6 +197,8 @@ class Rehearsal:
         failures = []
         text = reply.text
         folded = text.casefold()
+        # With --llm (a judge), an answer the FAQ gave because the model failed proves
+        # nothing about the model: it must not pass.
         if self._judge is not None and reply.error:
             failures.append(
                 Failure("an answer from the model", f"no answer ({reply.error}); the FAQ answered")
