@@ -170,21 +170,31 @@ class ConversationLock:
         self._local: contextlib.AbstractAsyncContextManager[None] | None = None
 
     async def __aenter__(self) -> Lease:
-        keeper = _keeper(self._store)
+        store = self._store
+        keeper = _keeper(store)
         self._local = keeper.local.hold(self._key)
         await self._local.__aenter__()
         try:
             lease = Lease(self._key, secrets.token_hex(8))
-            delay = 0.005
-            while not await self._store._try_lock(lease):
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.2)
+            if not await store._try_lock(lease):
+                await self._wait_for(lease)
         except BaseException:
             await self._local.__aexit__(None, None, None)
             raise
         self._lease = lease
         keeper.held_locks[lease.key] = lease
         return lease
+
+    async def _wait_for(self, lease: Lease) -> None:
+        """Another worker holds it: try again when it says it let go (a feed notice), or
+        after a growing pause (its process may have died; notices may be lost)."""
+        store = self._store
+        assert isinstance(store, Feed)
+        async with store.subscribe(f"lock:{lease.key}") as released:
+            delay = 0.005
+            while not await store._try_lock(lease):
+                await released.wait(delay)
+                delay = min(delay * 2, 0.25)
 
     async def __aexit__(
         self,
@@ -193,10 +203,13 @@ class ConversationLock:
         tb: TracebackType | None,
     ) -> None:
         assert self._local is not None and self._lease is not None
-        keeper = _keeper(self._store)
+        store = self._store
+        keeper = _keeper(store)
         keeper.held_locks.pop(self._key, None)
         try:
-            await asyncio.shield(self._store._unlock(self._lease))
+            await asyncio.shield(store._unlock(self._lease))
+            if store.shared and isinstance(store, Feed):
+                await store.publish(f"lock:{self._key}")
         except StoreError as err:  # the lease runs out on its own
             logger.warning("could not release the lock of %s: %s", self._key, err)
         finally:
