@@ -69,9 +69,9 @@ async def open_store(
         )
     if scheme in ("postgresql", "postgres"):
         try:
-            from botkit.stores.postgres import PostgresStore  # type: ignore[import-untyped]
+            from botkit.stores.postgres import PostgresStore
         except ModuleNotFoundError as err:
-            message = "the PostgreSQL store needs psycopg: pip install 'botkit[postgres]'"
+            message = "the PostgreSQL store needs asyncpg: pip install 'botkit[postgres]'"
             raise ConfigError([Problem("BOTKIT_STORE_URL", message)]) from err
         store: Store = await PostgresStore.open(
             url, lease=lease, pool_size=pool_size, pool_timeout=pool_timeout
