@@ -33,8 +33,10 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -223,31 +225,131 @@ _ROLLED_BACK: tuple[type[BaseException], ...] = (
 )
 
 
+class _Busy(Exception):
+    """Every connection of the pool stayed in use for the whole `timeout`."""
+
+
+class Connections:
+    """A bounded pool of connections: at most `size`, made when needed, the most recently
+    used handed out first, and those idle for `idle` seconds closed.
+
+    asyncpg has a pool, but on this machine it adds about 45 µs of CPU to every
+    statement (a task per release, a reset), twice what a short statement costs;
+    this one adds a few. A connection that failed or was cancelled mid-statement is
+    closed, never handed out again.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        *,
+        size: int,
+        timeout: float,
+        idle: float = 60.0,
+    ) -> None:
+        self.size = size
+        self.timeout = timeout
+        self._connect = connect
+        self._slots = asyncio.Semaphore(size)  # one per connection in use or being made
+        self._idle: list[tuple[asyncpg.Connection, float]] = []  # newest last
+        self._idle_lifetime = idle
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def acquire(self) -> _Borrowed:
+        return _Borrowed(self)
+
+    async def _take(self) -> asyncpg.Connection:
+        if self._closed:
+            raise asyncpg.InterfaceError("the store is closed")
+        if self._slots.locked():
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise _Busy from None
+        else:
+            await self._slots.acquire()  # free: returns at once
+        try:
+            while self._idle:
+                conn = self._idle.pop()[0]
+                if not conn.is_closed():
+                    return conn
+            return await self._connect()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _give_back(self, conn: asyncpg.Connection, healthy: bool) -> None:
+        self._slots.release()
+        if not healthy or self._closed or conn.is_closed() or conn.is_in_transaction():
+            conn.terminate()
+            return
+        now = time.monotonic()
+        self._idle.append((conn, now))
+        # The longest idle are at the bottom of the stack.
+        while now - self._idle[0][1] > self._idle_lifetime:
+            self._close_later(self._idle.pop(0)[0])
+
+    def _close_later(self, conn: asyncpg.Connection) -> None:
+        task = asyncio.create_task(conn.close(timeout=self.timeout))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        """Close the idle connections; those in use are closed when given back."""
+        self._closed = True
+        while self._idle:
+            self._close_later(self._idle.pop()[0])
+        if self._closing:
+            await asyncio.wait(self._closing)
+
+
+class _Borrowed:
+    """`async with connections.acquire() as conn:` one connection for one use."""
+
+    __slots__ = ("_pool", "_conn")
+
+    def __init__(self, pool: Connections) -> None:
+        self._pool = pool
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        self._conn = await self._pool._take()
+        return self._conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # The server's refusal of a statement leaves the connection fine; anything else
+        # (a lost connection, a cancellation mid-statement) may not.
+        healthy = exc is None or (
+            isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, _CONNECTION_LOST)
+        )
+        self._pool._give_back(self._conn, healthy)
+
+
 class PostgresStore(Store):
     """Everything in one PostgreSQL database; open it with `await PostgresStore.open(url)`."""
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        pool: Connections,
         *,
-        dsn: str,
-        connect_options: dict[str, Any],
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
         where: str,
         password: str | None,
         schema: str,
         lease: float = DEFAULT_LEASE,
-        pool_size: int = 100,
-        pool_timeout: float = 5.0,
     ) -> None:
         super().__init__(lease=lease)
         self._pool = pool
-        self._dsn = dsn
-        self._connect_options = connect_options
+        self._connect = connect
         self._where = where
         self._password = password
         self.schema = schema
-        self._pool_size = pool_size
-        self._pool_timeout = pool_timeout
         self.worker = secrets.token_hex(8)
         # NOTIFY reaches every listener of the database, not of the schema: the channel
         # names the schema, so deployments sharing a database do not wake each other.
@@ -278,46 +380,36 @@ class PostgresStore(Store):
         # asyncpg passes unknown URL parameters to the server as settings; name the
         # connections so an operator sees whose they are in pg_stat_activity.
         settings = {} if "application_name" in query else {"application_name": "botkit"}
-        options: dict[str, Any] = {"timeout": pool_timeout, "server_settings": settings}
+
+        async def connect() -> asyncpg.Connection:
+            return await asyncpg.connect(url, timeout=pool_timeout, server_settings=settings)
+
+        pool = Connections(connect, size=pool_size, timeout=pool_timeout)
         try:
-            pool = await asyncpg.create_pool(
-                url,
-                min_size=1,
-                max_size=pool_size,
-                max_inactive_connection_lifetime=60.0,
-                **options,
-            )
+            async with pool.acquire() as conn:
+                schema = await conn.fetchval("SELECT current_schema()")
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ValueError) as err:
-            raise StoreError(
-                f"PostgreSQL store at {where}: cannot connect: {_scrub(err, password)}"
-            ) from err
-        except TimeoutError as err:
-            raise StoreError(
-                f"PostgreSQL store at {where}: cannot connect: no answer in {pool_timeout:g} s"
-            ) from err
+            await pool.close()
+            reason = (
+                f"no answer in {pool_timeout:g} s"
+                if isinstance(err, TimeoutError)
+                else _scrub(err, password)
+            )
+            raise StoreError(f"PostgreSQL store at {where}: cannot connect: {reason}") from err
+        store = cls(
+            pool, connect=connect, where=where, password=password, schema=schema, lease=lease
+        )
         try:
-            schema = await pool.fetchval("SELECT current_schema()")
             if schema is None:
                 raise StoreError(
                     f"PostgreSQL store at {where}: no schema of the search_path exists; "
                     "create it, or name another in the URL's options=-csearch_path=NAME"
                 )
-            store = cls(
-                pool,
-                dsn=url,
-                connect_options=options,
-                where=where,
-                password=password,
-                schema=schema,
-                lease=lease,
-                pool_size=pool_size,
-                pool_timeout=pool_timeout,
-            )
             await store._migrate()
         except BaseException as err:
-            pool.terminate()
+            await pool.close()
             if isinstance(err, asyncpg.PostgresError | asyncpg.InterfaceError | OSError):
-                raise StoreError(f"PostgreSQL store at {where}: {_scrub(err, password)}") from err
+                raise store._error(err) from err
             raise
         return store
 
@@ -326,7 +418,8 @@ class PostgresStore(Store):
         under an advisory lock on the schema's name, so workers starting together on
         an old (or empty) database upgrade it once; the others wait, then find it done."""
         try:
-            version = await self._pool.fetchval("SELECT max(version) FROM botkit_schema")
+            async with self._pool.acquire() as conn:
+                version = await conn.fetchval("SELECT max(version) FROM botkit_schema")
         except asyncpg.UndefinedTableError:
             version = 0
         if version == SCHEMA_VERSION:
@@ -739,7 +832,7 @@ class PostgresStore(Store):
             conn: asyncpg.Connection | None = None
             lost = asyncio.Event()
             try:
-                conn = await asyncpg.connect(self._dsn, **self._connect_options)
+                conn = await self._connect()
                 conn.add_termination_listener(lambda _, event=lost: event.set())
                 await conn.add_listener(self._channel, self._notified)
                 if ready.is_set():
@@ -752,7 +845,7 @@ class PostgresStore(Store):
                         async with asyncio.timeout(_KEEPALIVE):
                             await lost.wait()
                     if not lost.is_set():  # a network that drops silently sends no FIN
-                        await conn.execute("SELECT 1", timeout=self._pool_timeout)
+                        await conn.execute("SELECT 1", timeout=self._pool.timeout)
                 logger.warning("PostgreSQL feed at %s lost; reconnecting", self._where)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as err:
                 logger.warning(
@@ -779,12 +872,16 @@ class PostgresStore(Store):
         """
         for attempt in range(3):
             try:
-                async with self._pool.acquire(timeout=self._pool_timeout) as conn:
+                async with self._pool.acquire() as conn:
                     return list(await conn.fetch(sql, *args))
-            except TimeoutError as err:
+            except _Busy as err:
                 raise StoreError(
-                    f"PostgreSQL store at {self._where}: no connection free (or made) in "
-                    f"{self._pool_timeout:g} s; all {self._pool_size} of the pool are busy"
+                    f"PostgreSQL store at {self._where}: no connection free in "
+                    f"{self._pool.timeout:g} s; all {self._pool.size} of the pool are busy"
+                ) from err
+            except TimeoutError as err:  # connecting
+                raise StoreError(
+                    f"PostgreSQL store at {self._where}: no answer in {self._pool.timeout:g} s"
                 ) from err
             except _ROLLED_BACK as err:
                 if attempt == 2:
@@ -811,11 +908,7 @@ class PostgresStore(Store):
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
-        try:
-            async with asyncio.timeout(5.0):
-                await self._pool.close()
-        except TimeoutError:
-            self._pool.terminate()
+        await self._pool.close()
 
     def _error(self, err: BaseException) -> StoreError:
         return StoreError(f"PostgreSQL store at {self._where}: {_scrub(err, self._password)}")
