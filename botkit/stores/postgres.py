@@ -827,7 +827,8 @@ class PostgresStore(Store):
 
     async def _listen(self, ready: asyncio.Event) -> None:
         """One LISTEN connection per store, outside the pool, fanned out to its readers;
-        connected again whenever it drops."""
+        connected again whenever it drops (waiting 1 s, then longer, up to 30 s)."""
+        delay = 1.0
         while True:
             conn: asyncpg.Connection | None = None
             lost = asyncio.Event()
@@ -835,6 +836,7 @@ class PostgresStore(Store):
                 conn = await self._connect()
                 conn.add_termination_listener(lambda _, event=lost: event.set())
                 await conn.add_listener(self._channel, self._notified)
+                delay = 1.0
                 if ready.is_set():
                     # Back after a drop: notices sent meanwhile are lost, so readers look.
                     for topic in list(self._waiters):
@@ -857,7 +859,8 @@ class PostgresStore(Store):
                 ready.set()  # readers fall back to polling until it is back
                 if conn is not None:
                     conn.terminate()
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
         self._wake(str(payload))
