@@ -88,8 +88,9 @@ class StoreSettings(BaseModel):
     """Seconds a dead worker's conversation locks and accepted messages stay with it."""
     prefix: str = Field(default="botkit", pattern=r"^[A-Za-z0-9_.-]+$")
     """Redis: the prefix of every key, so deployments can share a server."""
-    pool_size: int = Field(default=100, gt=0)
-    """Redis and PostgreSQL: connections per worker; more calls wait for a free one."""
+    pool_size: int | None = Field(default=None, gt=0)
+    """Redis and PostgreSQL: connections per worker (default 100 for Redis, 10 for
+    PostgreSQL, whose servers allow 100 in all); more calls wait for a free one."""
     pool_timeout: float = Field(default=5.0, gt=0)
     """Seconds a call waits for a free connection before failing (HTTP 503)."""
 

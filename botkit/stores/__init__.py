@@ -42,14 +42,16 @@ async def open_store(
     home: Path,
     lease: float = DEFAULT_LEASE,
     prefix: str = "botkit",
-    pool_size: int = 100,
+    pool_size: int | None = None,
     pool_timeout: float = 5.0,
 ) -> Store:
     """Open the store a URL names; optional backends are imported only when used.
 
     `lease` is how long a dead worker's locks and inbox items stay with it; `prefix`
     names a deployment's keys on a shared Redis; `pool_size` and `pool_timeout` bound
-    the connections of Redis and PostgreSQL and how long a call waits for a free one.
+    the connections of Redis (default 100) and PostgreSQL (default 10: each is a server
+    process, and the server allows 100 by default) and how long a call waits for a
+    free one.
     """
     scheme = url.partition(":")[0]
     if scheme == "memory":
@@ -65,18 +67,17 @@ async def open_store(
             message = "the Redis store needs redis-py: pip install 'botkit[redis]'"
             raise ConfigError([Problem("BOTKIT_STORE_URL", message)]) from err
         return await RedisStore.open(
-            url, prefix=prefix, lease=lease, pool_size=pool_size, pool_timeout=pool_timeout
+            url, prefix=prefix, lease=lease, pool_size=pool_size or 100, pool_timeout=pool_timeout
         )
     if scheme in ("postgresql", "postgres"):
         try:
-            from botkit.stores.postgres import PostgresStore  # type: ignore[import-untyped]
+            from botkit.stores.postgres import PostgresStore
         except ModuleNotFoundError as err:
-            message = "the PostgreSQL store needs psycopg: pip install 'botkit[postgres]'"
+            message = "the PostgreSQL store needs asyncpg: pip install 'botkit[postgres]'"
             raise ConfigError([Problem("BOTKIT_STORE_URL", message)]) from err
-        store: Store = await PostgresStore.open(
-            url, lease=lease, pool_size=pool_size, pool_timeout=pool_timeout
+        return await PostgresStore.open(
+            url, lease=lease, pool_size=pool_size or 10, pool_timeout=pool_timeout
         )
-        return store
     raise ConfigError(
         [
             Problem(
