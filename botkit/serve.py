@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 from collections.abc import Iterator, Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING
@@ -45,6 +46,31 @@ def load_channel(name: str) -> ChannelFactory:
     return build
 
 
+def describe(channel: str, app: BotApp, options: ServeOptions, port: int) -> str:
+    """The line `botkit serve` prints for a channel at start: where it listens, or how."""
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    server = f"http://{host}:{port}"
+    names = [bot.name for bot in app.bots]
+    if channel == "web":
+        page = "chat page /" if app.settings.web.public_messages_per_minute else "chat page off"
+        return f"web: {server}/ (sessions API /v1/, {page})"
+    if channel == "telegram":
+        if options.webhook_url is None:
+            return f"telegram: {', '.join(names)} by long polling"
+        from botkit.adapters.telegram import webhook_urls
+
+        hooks = "; ".join(
+            f"{name} at {url}" for name, url in webhook_urls(options.webhook_url, names).items()
+        )
+        return f"telegram: by webhook, {hooks} (served on {server})"
+    if channel == "slack":
+        bot = app.settings.slack.bot or names[0]
+        if app.settings.slack.app_token is not None:
+            return f"slack: {bot} by Socket Mode"
+        return f"slack: {bot} by the Events API at {server}/slack/events"
+    return f"{channel}: started"
+
+
 async def serve(app: BotApp, options: ServeOptions) -> None:
     """Run every channel until a signal arrives, then stop them in reverse order.
 
@@ -68,6 +94,9 @@ async def serve(app: BotApp, options: ServeOptions) -> None:
             server_task = asyncio.create_task(server.serve(sockets=[listener]))
             server_task.add_done_callback(lambda _: stop.set())
             logger.info("listening on http://%s:%d", options.host, listener.getsockname()[1])
+        port = options.port if listener is None else listener.getsockname()[1]
+        for name in options.channels:
+            print(describe(name, app, options, port), file=sys.stderr, flush=True)
         try:
             with _signals_set(stop):
                 await stop.wait()
