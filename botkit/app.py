@@ -1,17 +1,21 @@
-"""A running botkit process: the shared store and LLM clients, and a pipeline per bot."""
+"""A running botkit process: the shared store and LLM clients, the handoffs and their desks,
+and a pipeline per bot."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import SecretStr
 
+from botkit.handoff import Desk, Handoffs
 from botkit.home import BotDefinition
 from botkit.llm.base import Responder
 from botkit.llm.offline import FaqResponder
+from botkit.metrics import ReplyMetrics
 from botkit.pipeline import Pipeline
 from botkit.settings import Settings
 from botkit.stores import Store, open_store
@@ -27,7 +31,9 @@ class BotApp:
 
     With an LLM configured, every bot asks it through one shared client per API
     (base URL and key), then its fallbacks; without one, bots answer offline from
-    their FAQ. `transport` replaces the HTTP transport of every client (tests).
+    their FAQ. Bots with a `[handoff]` table hand conversations to their desk.
+    `transport` replaces the HTTP transport of every LLM client, and `desks` the
+    desk of the bots named (tests).
     """
 
     def __init__(
@@ -36,19 +42,31 @@ class BotApp:
         settings: Settings,
         bots: Sequence[BotDefinition],
         transport: httpx.AsyncBaseTransport | None = None,
+        desks: Mapping[str, Desk] | None = None,
     ) -> None:
         self.settings = settings
         self.bots = list(bots)
         self.pipelines: dict[str, Pipeline] = {}
+        self.metrics = ReplyMetrics()
+        self.shared: dict[str, Any] = {}
+        """Parts that channels and desks of this process share (one Slack app, say)."""
         self._transport = transport
+        self._given_desks = dict(desks or {})
         self._exit_stack = AsyncExitStack()
         self._store: Store | None = None
+        self._handoffs: Handoffs | None = None
 
     @property
     def store(self) -> Store:
         if self._store is None:
             raise RuntimeError("BotApp is not open: use 'async with BotApp(...)'")
         return self._store
+
+    @property
+    def handoffs(self) -> Handoffs:
+        if self._handoffs is None:
+            raise RuntimeError("BotApp is not open: use 'async with BotApp(...)'")
+        return self._handoffs
 
     def model_of(self, bot: BotDefinition) -> str:
         """The model a bot asks first ("faq" when it answers offline)."""
@@ -57,14 +75,28 @@ class BotApp:
         return bot.settings.model or self.settings.llm.model
 
     async def __aenter__(self) -> Self:
+        store_settings = self.settings.store
         async with AsyncExitStack() as stack:
             self._store = await stack.enter_async_context(
-                await open_store(self.settings.store.url, home=self.settings.home)
+                await open_store(
+                    store_settings.url,
+                    home=self.settings.home,
+                    lease=store_settings.lease,
+                    prefix=store_settings.prefix,
+                    pool_size=store_settings.pool_size,
+                    pool_timeout=store_settings.pool_timeout,
+                )
+            )
+            self._handoffs = Handoffs(
+                store=self._store, bots=self.bots, desks=await self._desks(stack)
             )
             responders = self._llm_responders(stack) if self.settings.llm_configured else {}
             for bot in self.bots:
                 responder = responders.get(bot.name) or FaqResponder(bot)
-                self.pipelines[bot.name] = Pipeline(bot=bot, store=self._store, responder=responder)
+                self.pipelines[bot.name] = Pipeline(
+                    bot=bot, store=self._store, responder=responder, handoffs=self._handoffs
+                )
+            self.metrics.attach(self.pipelines.values(), self._handoffs)
             self._exit_stack = stack.pop_all()
         return self
 
@@ -76,6 +108,28 @@ class BotApp:
     ) -> None:
         await self._exit_stack.aclose()
         self._store = None
+        self._handoffs = None
+
+    async def _desks(self, stack: AsyncExitStack) -> dict[str, Desk]:
+        """Each bot's desk: one per kind of desk, shared by the bots that use it."""
+        from botkit.desks import load_desk
+
+        built: dict[str, Desk] = {}
+        desks: dict[str, Desk] = {}
+        for bot in self.bots:
+            if bot.settings.handoff is None:
+                continue
+            if bot.name in self._given_desks:
+                desks[bot.name] = self._given_desks[bot.name]
+                continue
+            kind = bot.settings.handoff.desk
+            if kind not in built:
+                desk = load_desk(kind).desk(self)
+                if (close := getattr(desk, "aclose", None)) is not None:
+                    stack.push_async_callback(close)
+                built[kind] = desk
+            desks[bot.name] = built[kind]
+        return desks
 
     def _llm_responders(self, stack: AsyncExitStack) -> dict[str, Responder]:
         from botkit.llm.responder import Endpoint, LLMResponder
@@ -85,10 +139,13 @@ class BotApp:
         llm = self.settings.llm
         clients: dict[tuple[str, str | None], CompletionClient] = {}
 
-        def client(base_url: str, api_key: SecretStr | None) -> CompletionClient:
+        def client(
+            base_url: str, api_key: SecretStr | None, budget: tuple[int | None, int | None]
+        ) -> CompletionClient:
+            """One client per API; its budgets are those of the first endpoint naming it."""
             key = (base_url.rstrip("/"), api_key.get_secret_value() if api_key else None)
             if key not in clients:
-                clients[key] = self._client(base_url, api_key)
+                clients[key] = self._client(base_url, api_key, budget)
                 stack.push_async_callback(clients[key].aclose)
             return clients[key]
 
@@ -99,28 +156,41 @@ class BotApp:
         )
         responders: dict[str, Responder] = {}
         for bot in self.bots:
+            budget = (llm.requests_per_minute, llm.tokens_per_minute)
             primary = Endpoint(
-                client(self.settings.llm_base_url, self.settings.llm_api_key),
+                client(self.settings.llm_base_url, self.settings.llm_api_key, budget),
                 bot.settings.model or llm.model,
             )
             fallbacks = [
-                Endpoint(client(f.base_url, f.api_key), f.model) for f in bot.settings.fallbacks
+                Endpoint(
+                    client(f.base_url, f.api_key, (f.requests_per_minute, f.tokens_per_minute)),
+                    f.model,
+                )
+                for f in bot.settings.fallbacks
             ]
             responders[bot.name] = LLMResponder(
                 bot=bot, endpoints=[primary, *fallbacks], retry=retry, meter=meter
             )
         return responders
 
-    def _client(self, base_url: str, api_key: SecretStr | None) -> CompletionClient:
+    def _client(
+        self, base_url: str, api_key: SecretStr | None, budget: tuple[int | None, int | None]
+    ) -> CompletionClient:
         from botkit.llm.client import CompletionClient, Timeouts
         from botkit.llm.ratelimit import RateLimit
 
         llm = self.settings.llm
         rate_limit = None
-        if llm.requests_per_minute or llm.tokens_per_minute:
+        requests_per_minute, tokens_per_minute = budget
+        if requests_per_minute or tokens_per_minute:
+            # Shared by every worker on the store, per API and key (never the key itself).
+            secret = api_key.get_secret_value() if api_key else ""
+            who = hashlib.sha256(secret.encode()).hexdigest()[:12]
             rate_limit = RateLimit(
-                requests_per_minute=llm.requests_per_minute,
-                tokens_per_minute=llm.tokens_per_minute,
+                self.store,
+                key=f"{base_url.rstrip('/')}#{who}",
+                requests_per_minute=requests_per_minute,
+                tokens_per_minute=tokens_per_minute,
             )
         return CompletionClient(
             base_url=base_url,

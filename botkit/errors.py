@@ -5,6 +5,10 @@
     │   │                          folder; carries one `Problem` (file, line, message) per fault
     │   └── UnknownBotError        no prompts/NAME/ folder in the bot home
     ├── StoreError                 the conversation store cannot be opened or used
+    │   └── LeaseLost              a write refused: the conversation's lock passed to another
+    │                              worker (botkit.stores.base)
+    ├── DeliveryError              a customer's platform refused a message for good (blocked
+    │                              bot, deleted session): not worth trying again
     └── LLMError                   a chat-completions call failed; carries the API's message,
         │                          its error code, the HTTP status and the request id
         ├── InvalidParameterError  a request parameter is out of range (checked before sending)
@@ -63,6 +67,10 @@ class UnknownBotError(ConfigError):
 
 class StoreError(BotkitError):
     """The conversation store is unreachable, corrupt or locked."""
+
+
+class DeliveryError(BotkitError):
+    """A message cannot be delivered to a customer, and trying again will not help."""
 
 
 class LLMError(BotkitError):

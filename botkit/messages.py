@@ -7,11 +7,12 @@ travels further inward than these types.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
-Role = Literal["user", "assistant"]
+Role = Literal["user", "assistant", "agent"]
+"""Who wrote a turn: the customer, the bot, or a person who took the conversation over."""
 
 
 def _utc_now() -> datetime:
@@ -36,6 +37,15 @@ class IncomingMessage:
     def conversation_key(self) -> str:
         """The store key: conversations are separate per bot and per channel."""
         return conversation_key(self.bot, self.channel, self.conversation_id)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["timestamp"] = self.timestamp.isoformat()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IncomingMessage:
+        return cls(**{**data, "timestamp": datetime.fromisoformat(data["timestamp"])})
 
 
 def conversation_key(bot: str, channel: str, conversation_id: str) -> str:
@@ -74,6 +84,10 @@ class Reply:
     model: str | None = None
     error: str | None = None
     """The kind of failure (e.g. "RateLimitError") when the LLM could not answer."""
+    faq: tuple[str, ...] = ()
+    """The FAQ snippets (their `source`) handed to the prompt, best first."""
+    handoff: str | None = None
+    """The id of the handoff this message started or was relayed to."""
 
     @property
     def truncated(self) -> bool:
@@ -86,10 +100,63 @@ class Turn:
     """One stored message of a conversation.
 
     `tokens` is counted once, when the turn is stored, so trimming history to
-    the context budget is a sum of integers, not a re-tokenization.
+    the context budget is a sum of integers, not a re-tokenization. `id` is the
+    message's id (a user's message is stored once however often it is handled);
+    an answer names the message it answers in `reply_to` and what it is in
+    `kind`; an agent's turn carries the person's `name`.
     """
 
     role: Role
     content: str
     at: float
     tokens: int
+    id: str | None = None
+    reply_to: str | None = None
+    kind: str | None = None
+    name: str | None = None
+
+
+HandoffState = Literal["waiting", "human", "resolved"]
+"""`waiting`: handed off, nobody has taken it; `human`: a person has; `resolved`: over.
+A conversation with no open (waiting or human) handoff is handled by the bot."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Handoff:
+    """A conversation handed to people: who the customer is and how to reach them, and
+    where and by whom it is being handled. Changed by compare-and-set on `version`."""
+
+    id: str
+    bot: str
+    conversation: str
+    """The conversation's store key."""
+    channel: str
+    user_id: str
+    user_name: str | None = None
+    address: dict[str, Any] = field(default_factory=dict)
+    """What the customer's channel needs to deliver a message to them (chat id, thread…)."""
+    trigger: str
+    """What started it: "command", "faq", "fallbacks", "tool" or "api"."""
+    reason: str = ""
+    desk: str
+    desk_ref: str | None = None
+    """Where the desk shows it (the Slack channel and thread), once posted."""
+    state: HandoffState = "waiting"
+    agent_id: str | None = None
+    agent_name: str | None = None
+    created: float
+    updated: float
+    outcome: str | None = None
+    """How it ended: "resolved" or "timeout"."""
+    version: int = 0
+
+    @property
+    def open(self) -> bool:
+        return self.state != "resolved"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Handoff:
+        return cls(**data)

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the replies a process sends, fed by the pipelines' reply listeners.
+"""Prometheus metrics of a process: its replies (fed by the pipelines' reply listeners) and
+its handoffs (fed by the handoff service's listeners).
 
 Each `ReplyMetrics` has a registry of its own rather than prometheus_client's global
 one, so several apps in one process (tests, embedding) never collide.
@@ -11,13 +12,16 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from botkit.messages import IncomingMessage, Reply
+from botkit.handoff import Handoffs
+from botkit.messages import Handoff, IncomingMessage, Reply
 from botkit.pipeline import Pipeline
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # LLM answers take seconds, not milliseconds: the default buckets stop at 10 s.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0)
+# A customer waits minutes for a person.
+WAIT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0)
 
 
 class ReplyMetrics:
@@ -51,6 +55,20 @@ class ReplyMetrics:
             registry=self.registry,
         )
 
+        self.handoffs = Counter(
+            "botkit_handoffs",
+            "Conversations handed to people, by bot and what asked for it.",
+            ["bot", "trigger"],
+            registry=self.registry,
+        )
+        self.handoff_wait = Histogram(
+            "botkit_handoff_wait_seconds",
+            "Seconds from a handoff to a person taking it (or to its timeout).",
+            ["bot", "outcome"],
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
+
     def observe(self, message: IncomingMessage, reply: Reply, seconds: float) -> None:
         """A pipeline reply listener."""
         self.messages.labels(message.channel, message.bot, reply.kind).inc()
@@ -62,14 +80,21 @@ class ReplyMetrics:
         if reply.error:
             self.errors.labels(message.bot, reply.error).inc()
 
-    def attach(self, pipelines: Iterable[Pipeline]) -> None:
+    def observe_handoff(self, event: str, handoff: Handoff) -> None:
+        """A handoff listener."""
+        if event == "requested":
+            self.handoffs.labels(handoff.bot, handoff.trigger).inc()
+        elif event in ("taken", "timeout"):
+            outcome = "taken" if event == "taken" else "timeout"
+            self.handoff_wait.labels(handoff.bot, outcome).observe(
+                max(0.0, handoff.updated - handoff.created)
+            )
+
+    def attach(self, pipelines: Iterable[Pipeline], handoffs: Handoffs | None = None) -> None:
         for pipeline in pipelines:
             pipeline.listeners.append(self.observe)
-
-    def detach(self, pipelines: Iterable[Pipeline]) -> None:
-        for pipeline in pipelines:
-            if self.observe in pipeline.listeners:
-                pipeline.listeners.remove(self.observe)
+        if handoffs is not None:
+            handoffs.listeners.append(self.observe_handoff)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

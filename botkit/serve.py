@@ -1,5 +1,12 @@
-"""`botkit serve`: the bots on their channels, sharing one store, one LLM client and one
-HTTP server, until SIGINT or SIGTERM asks for a graceful stop."""
+"""`botkit serve`: the bots on their channels (and the desks where people answer them),
+sharing one store, one LLM client and one HTTP server, until SIGINT or SIGTERM asks for a
+graceful stop.
+
+The HTTP server always runs, whatever the channels: `/healthz` (the process is alive),
+`/readyz` (the store answers and every channel has started; 503 otherwise) and
+`/metrics` (Prometheus). Beside the channels run the inbox worker (work a dead worker
+left, messages from people for customers) and the handoff timeouts.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from typing import TYPE_CHECKING
 from botkit.adapters import CHANNELS, Channel, ChannelFactory, ServeOptions
 from botkit.app import BotApp
 from botkit.errors import ConfigError, Problem
+from botkit.inbox import InboxWorker, Resumes
 
 if TYPE_CHECKING:
     import uvicorn
@@ -72,29 +80,46 @@ def describe(channel: str, app: BotApp, options: ServeOptions, port: int) -> str
 
 
 async def serve(app: BotApp, options: ServeOptions) -> None:
-    """Run every channel until a signal arrives, then stop them in reverse order.
+    """Run every channel and desk until a signal arrives, then stop them in reverse order.
 
     The HTTP server stops taking requests first and finishes the ones under way;
     then each channel's background work is cancelled and its `aclose` lets the
     replies it is still sending finish.
     """
-    channels: list[Channel] = [load_channel(name)(app, options) for name in options.channels]
-    routes = [route for channel in channels for route in channel.routes()]
-    listener = _bind(options) if routes else None
+    channels = {name: load_channel(name)(app, options) for name in options.channels}
+    parts: list[Channel] = list(channels.values())
+    for desk in sorted({b.settings.handoff.desk for b in app.bots if b.settings.handoff}):
+        from botkit.desks import load_desk
+
+        part: Channel = load_desk(desk).serve(app, options)
+        if all(part is not known for known in parts):  # a Slack desk may share the channel's app
+            parts.append(part)
+    every_bot = [bot.name for bot in app.bots]
+    resumers = {
+        name: (channel, getattr(channel, "bots", every_bot))
+        for name, channel in channels.items()
+        if isinstance(channel, Resumes)
+    }
+    inbox = InboxWorker(app.store, resumers, handoffs=app.handoffs)
+    health = Health(app, parts)
+    routes = [*health.routes(), *(route for part in parts for route in part.routes())]
+    listener = _bind(options)
     stop = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
-        for channel in channels:
-            stack.push_async_callback(channel.aclose)
-        workers = [asyncio.create_task(channel.run()) for channel in channels]
+        for part in parts:
+            stack.push_async_callback(part.aclose)
+        stack.push_async_callback(inbox.aclose)
+        workers = [asyncio.create_task(part.run()) for part in parts]
         for worker in workers:
             worker.add_done_callback(lambda task: _stop_on_failure(task, stop))
-        server = None
-        if listener is not None:
-            server = _http_server(routes, options)
-            server_task = asyncio.create_task(server.serve(sockets=[listener]))
-            server_task.add_done_callback(lambda _: stop.set())
-            logger.info("listening on http://%s:%d", options.host, listener.getsockname()[1])
-        port = options.port if listener is None else listener.getsockname()[1]
+        background = [asyncio.create_task(inbox.run()), asyncio.create_task(app.handoffs.run())]
+        for task in background:
+            task.add_done_callback(lambda task: _stop_on_failure(task, stop))
+        server = _http_server(routes, options)
+        server_task = asyncio.create_task(server.serve(sockets=[listener]))
+        server_task.add_done_callback(lambda _: stop.set())
+        logger.info("listening on http://%s:%d", options.host, listener.getsockname()[1])
+        port = listener.getsockname()[1]
         for name in options.channels:
             print(describe(name, app, options, port), file=sys.stderr, flush=True)
         try:
@@ -102,15 +127,73 @@ async def serve(app: BotApp, options: ServeOptions) -> None:
                 await stop.wait()
         finally:  # a signal, a failed channel, or this task cancelled: stop the same way
             logger.info("stopping: letting in-flight replies finish")
-            if server is not None:
-                server.should_exit = True
-                await asyncio.shield(server_task)
-            for worker in workers:
-                worker.cancel()
-            results = await asyncio.gather(*workers, return_exceptions=True)
+            health.stopping = True
+            server.should_exit = True
+            await asyncio.shield(server_task)
+            for task in [*workers, *background]:
+                task.cancel()
+            results = await asyncio.gather(*workers, *background, return_exceptions=True)
         for result in results:
             if isinstance(result, Exception):
                 raise result
+
+
+class Health:
+    """`/healthz`, `/readyz` and `/metrics`: what an orchestrator and Prometheus ask."""
+
+    def __init__(self, app: BotApp, parts: Sequence[Channel]) -> None:
+        self._app = app
+        self._parts = parts
+        self.stopping = False
+
+    def routes(self) -> list[BaseRoute]:
+        from starlette.routing import Route
+
+        return [
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+        ]
+
+    async def healthz(self, request: Request) -> Response:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Ready when the store answers within a second and every channel has started."""
+        from starlette.responses import JSONResponse
+
+        problems = []
+        if self.stopping:
+            problems.append("stopping")
+        try:
+            async with asyncio.timeout(1.0):
+                await self._app.store.cursor("botkit:readyz")
+        except Exception as err:
+            problems.append(f"store: {err}")
+        problems += [
+            f"{type(part).__name__}: starting" for part in self._parts if not _started(part)
+        ]
+        if problems:
+            return JSONResponse(
+                {"status": "unavailable", "problems": problems},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        return JSONResponse({"status": "ready"})
+
+    async def metrics(self, request: Request) -> Response:
+        from starlette.responses import Response
+
+        from botkit.metrics import CONTENT_TYPE
+
+        return Response(self._app.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _started(part: Channel) -> bool:
+    """A channel may say it is still connecting with a `ready` attribute."""
+    return bool(getattr(part, "ready", True))
 
 
 def _stop_on_failure(task: asyncio.Task[None], stop: asyncio.Event) -> None:

@@ -18,7 +18,7 @@ import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -30,6 +30,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -113,9 +114,18 @@ class LLMSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    """Where conversations live: `memory://`, `sqlite:///PATH` (relative to the home)."""
+    """Where conversations live: `memory://`, `sqlite:///PATH` (relative to the home),
+    `redis://…` or `postgresql://…`, shared by every worker."""
 
     url: str = "sqlite:///.botkit/botkit.db"
+    lease: float = Field(default=30.0, gt=0)
+    """Seconds a dead worker's conversation locks and accepted messages stay with it."""
+    prefix: str = Field(default="botkit", pattern=r"^[A-Za-z0-9_.-]+$")
+    """Redis: the prefix of every key, so deployments can share a server."""
+    pool_size: int = Field(default=100, gt=0)
+    """Redis and PostgreSQL: connections per worker; more calls wait for a free one."""
+    pool_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a call waits for a free connection before failing (HTTP 503)."""
 
 
 class TelegramSettings(BaseModel):
@@ -290,6 +300,9 @@ class FallbackEndpoint(BaseModel):
     model: str
     api_key_env: str | None = None
     """The environment variable holding this endpoint's key (keys never go in TOML)."""
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+    """This endpoint's own budgets, shared by every worker (default: no limit)."""
 
     @field_validator("api_key_env")
     @classmethod
@@ -307,6 +320,44 @@ class FallbackEndpoint(BaseModel):
         # Read here, at the settings edge, like every other variable.
         value = os.environ.get(self.api_key_env) if self.api_key_env else None
         return SecretStr(value) if value else None
+
+
+_SLACK_CHANNEL = re.compile(r"^[CG][A-Z0-9]{6,}$")
+
+
+class HandoffSettings(BaseModel):
+    """The `[handoff]` table: where people take conversations over, and when the bot asks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    desk: Literal["slack", "webhook"]
+    """Where people answer: a Slack channel, or any helpdesk through a webhook and the API."""
+    slack_channel: str | None = None
+    """The Slack channel id (C… or G…) the Slack desk posts handoffs in."""
+    webhook_url: str | None = None
+    """Where the webhook desk posts its events (http or https)."""
+    timeout: Duration = 600.0
+    """How long a handoff waits for a person before the bot takes the conversation back."""
+    after_fallbacks: int | None = Field(default=None, gt=0)
+    """Hand off on this many fallback answers in a row."""
+
+    @model_validator(mode="after")
+    def _desk_needs(self) -> HandoffSettings:
+        if self.desk == "slack":
+            if self.slack_channel is None:
+                raise ValueError('slack_channel: required for desk = "slack" (a channel id, C…)')
+            if not _SLACK_CHANNEL.match(self.slack_channel):
+                raise ValueError(
+                    f"slack_channel: {self.slack_channel!r} is not a Slack channel id such as "
+                    "C0123456789 (the channel's name will not do: see its details in Slack)"
+                )
+        if self.desk == "webhook":
+            if self.webhook_url is None:
+                raise ValueError('webhook_url: required for desk = "webhook"')
+            parts = urlsplit(self.webhook_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"webhook_url: {self.webhook_url!r} is not an http(s) URL")
+        return self
 
 
 class BotSettings(BaseModel):
@@ -332,6 +383,8 @@ class BotSettings(BaseModel):
     fallbacks: list[FallbackEndpoint] = Field(default_factory=list)
     daily_tokens: int | None = Field(default=None, gt=0)
     daily_tokens_per_user: int | None = Field(default=None, gt=0)
+    handoff: HandoffSettings | None = None
+    """Handing conversations over to people; without the table, the bot never does."""
     vars: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("params")

@@ -10,7 +10,7 @@ assert "9–5" in (await chat.say("what are your hours?")).text
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from botkit.adapters import Handler
-from botkit.messages import IncomingMessage, Reply
+from botkit.messages import Handoff, IncomingMessage, Reply, Turn
 
 DEFAULT_SYSTEM = """\
 {# A test bot #}
@@ -59,7 +59,7 @@ class FakeChannel:
 
     def message(self, text: str, **fields: Any) -> IncomingMessage:
         self._count += 1
-        return replace(self._template, text=text, message_id=str(self._count), **fields)
+        return replace(self._template, **({"text": text, "message_id": str(self._count)} | fields))
 
     async def say(self, text: str, **fields: Any) -> Reply | None:
         """Send one message as this user; `fields` override the message's other fields."""
@@ -69,8 +69,38 @@ class FakeChannel:
         return reply
 
 
+class FakeDesk:
+    """A desk for tests: hand it to `BotApp(desks={"shop": desk})` and read what people
+    would see in `shown` (new handoffs with their transcripts), `relayed` (what customers
+    wrote), `changes` (taken, resolved…) and `failures` (deliveries that failed)."""
+
+    def __init__(self) -> None:
+        self.shown: list[tuple[Handoff, list[Turn]]] = []
+        self.relayed: list[tuple[str, str]] = []
+        self.changes: list[Handoff] = []
+        self.failures: list[tuple[str, str]] = []
+
+    async def requested(self, handoff: Handoff, transcript: Sequence[Turn]) -> str | None:
+        self.shown.append((handoff, list(transcript)))
+        return f"fake/{handoff.id}"
+
+    async def customer_message(self, handoff: Handoff, text: str) -> None:
+        self.relayed.append((handoff.id, text))
+
+    async def changed(self, handoff: Handoff) -> None:
+        self.changes.append(handoff)
+
+    async def delivery_failed(self, handoff: Handoff, reason: str) -> None:
+        self.failures.append((handoff.id, reason))
+
+
 def faq_file(
-    question: str, answer: str, *, questions: Iterable[str] = (), tags: Iterable[str] = ()
+    question: str,
+    answer: str,
+    *,
+    questions: Iterable[str] = (),
+    tags: Iterable[str] = (),
+    handoff: bool = False,
 ) -> str:
     """The text of one FAQ snippet file."""
     lines = ["---", f"question: {question}"]
@@ -78,6 +108,8 @@ def faq_file(
         lines += ["questions:", *(f"  - {q}" for q in questions)]
     if tags := list(tags):
         lines.append(f"tags: [{', '.join(tags)}]")
+    if handoff:
+        lines.append("handoff: true")
     return "\n".join([*lines, "---", answer, ""])
 
 

@@ -149,7 +149,8 @@ async def test_one_conversation_is_handled_in_order(shop: BotDefinition) -> None
     assert responder.started == ["one", "two"]
     stored = await pipeline.store.recent(chat.message("").conversation_key, 10)
     assert [t.content for t in stored] == ["one", "re: one", "two", "re: two"]
-    assert len(pipeline._locks) == 0  # no lock is kept for an idle conversation
+    keeper = pipeline.store.__dict__["_lease_keeper"]
+    assert len(keeper.local) == 0 and not keeper.held_locks  # none kept for an idle one
 
 
 async def test_different_conversations_run_concurrently(shop: BotDefinition) -> None:
@@ -246,3 +247,93 @@ async def test_listeners_see_every_reply_with_its_duration(shop: BotDefinition) 
         ("something unrelated entirely", "fallback"),
     ]
     assert all(seconds >= 0 for *_, seconds in seen)
+
+
+class PeekingResponder:
+    """Looks in the store while it answers: what a crash at that moment would leave."""
+
+    def __init__(self, store: MemoryStore, key: str) -> None:
+        self.store = store
+        self.key = key
+        self.seen: list[list[str]] = []
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        self.seen.append([t.content for t in await self.store.recent(self.key, 10)])
+        return Completion(text="an answer")
+
+
+async def test_the_question_is_stored_before_the_model_is_asked(shop: BotDefinition) -> None:
+    store = MemoryStore()
+    chat_key = FakeChannel(None, bot="shop").message("").conversation_key  # type: ignore[arg-type]
+    responder = PeekingResponder(store, chat_key)
+    pipeline = Pipeline(bot=shop, store=store, responder=responder)  # type: ignore[arg-type]
+    chat = FakeChannel(pipeline.handle, bot="shop")
+    await chat.say("is my question safe?")
+    assert responder.seen == [["is my question safe?"]]
+
+
+async def accepted_again(pipeline: Pipeline, chat: FakeChannel, text: str) -> tuple[object, object]:
+    """A message accepted by a worker that then died: its inbox item, as taken up again."""
+    message = chat.message(text, message_id="m-7")
+    store = pipeline.store
+    first = await pipeline.accept(message, address={})
+    assert first is not None
+    await store.inbox_later(first, delay=0)
+    [again] = await store.inbox_take([first.channel])
+    assert again.attempts == 2
+    return message, again
+
+
+async def test_a_message_taken_up_after_a_crash_is_stored_once(shop: BotDefinition) -> None:
+    responder = RecordingResponder()
+    pipeline, chat = make(shop, responder)
+    message, item = await accepted_again(pipeline, chat, "where is my parcel?")
+    # The dead worker had stored the question, not the answer.
+    await pipeline._remember(message, None)  # type: ignore[arg-type]
+    reply = await pipeline.handle(message, item=item)  # type: ignore[arg-type]
+    assert reply is not None and reply.text == "answer 1"
+    stored = await pipeline.store.recent(message.conversation_key, 10)
+    assert [t.content for t in stored] == ["where is my parcel?", "answer 1"]
+    # The prompt holds the question once.
+    assert [m["content"] for m in responder.prompts[0].messages[1:]] == ["where is my parcel?"]
+
+
+async def test_an_answer_stored_before_a_crash_is_said_again_not_asked_again(
+    shop: BotDefinition,
+) -> None:
+    responder = RecordingResponder()
+    pipeline, chat = make(shop, responder)
+    message, item = await accepted_again(pipeline, chat, "where is my parcel?")
+    await pipeline.handle(message)  # the dead worker got this far: both turns stored
+    reply = await pipeline.handle(message, item=item)  # type: ignore[arg-type]
+    assert reply is not None and reply.text == "answer 1"
+    assert len(responder.prompts) == 1
+    stored = await pipeline.store.recent(message.conversation_key, 10)
+    assert [t.content for t in stored] == ["where is my parcel?", "answer 1"]
+
+
+async def test_a_template_failing_at_run_time_gives_the_fallback(tmp_path: Path) -> None:
+    write_bot(
+        tmp_path,
+        "b",
+        system='{% if user.id == "bob" %}{{ typo_here }}{% endif %}Hello',
+        settings="faq_answer_score = 1.0\n",
+    )
+    bot = BotHome(tmp_path).load_checked("b")
+    pipeline, _ = make(bot, RecordingResponder())
+    chat = FakeChannel(pipeline.handle, bot="b", user_id="bob")
+    reply = await chat.say("hi")
+    assert reply is not None and reply.kind == "fallback" and "support team" in reply.text
+    assert (await chat.say("hi again")) is not None  # and the conversation goes on
+
+
+async def test_stream_begins_before_the_answer_and_says_whether_the_bot_answers(
+    shop: BotDefinition,
+) -> None:
+    pipeline, chat = make(shop)
+    stream = pipeline.stream(chat.message("When are you open?"))
+    assert await stream.begin() is True
+    assert "".join([d async for d in stream]) == stream.reply.text  # type: ignore[union-attr]
+    empty = pipeline.stream(chat.message("   "))
+    assert await empty.begin() is False
+    assert [d async for d in empty] == [] and empty.reply is None

@@ -41,7 +41,13 @@ class ServeOptions:
 
 
 class Channel(Protocol):
-    """A channel serving the bots of a running `BotApp`."""
+    """A channel serving the bots of a running `BotApp` (a desk's serving side, too).
+
+    A channel that can answer from any worker also has `resume(item)` (see
+    `botkit.inbox.Resumes`): the inbox hands it the messages a dead worker accepted
+    and the messages people write to its customers. It may have a `ready` attribute,
+    False while it connects (`/readyz` answers 503 until it is True).
+    """
 
     def routes(self) -> Sequence[BaseRoute]:
         """HTTP endpoints to mount on the shared server (none for a polling-only channel)."""

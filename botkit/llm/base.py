@@ -20,6 +20,8 @@ class Completion:
     model: str | None = None
     kind: ReplyKind = "answer"
     error: str | None = None
+    handoff_reason: str | None = None
+    """Set when the model called the `handoff` tool: why it wants a person to take over."""
 
 
 class Responder(Protocol):
@@ -28,5 +30,6 @@ class Responder(Protocol):
     async def complete(self, prompt: Prompt) -> Completion: ...
 
     def stream(self, prompt: Prompt) -> AsyncIterator[str | Completion]:
-        """Text deltas as they arrive, then exactly one `Completion` with the whole text."""
+        """Text deltas as they arrive (none, when the answer comes whole), then exactly one
+        `Completion` with the whole text."""
         ...

@@ -49,9 +49,18 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function the model asked to call, with its arguments as the JSON text it wrote."""
+
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: str
     content: str | None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,10 @@ class ChatCompletion:
     def truncated(self) -> bool:
         """The model stopped at its token limit: the answer is cut off."""
         return self.finish_reason == "length"
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return self.choices[0].message.tool_calls if self.choices else ()
 
 
 class CompletionClient:
@@ -151,7 +164,7 @@ class CompletionClient:
         if response.status_code >= 400:
             raise status_error(response, content)
         completion = parse_completion(content, _request_id(response))
-        self._settle_budget(estimated_tokens, completion.usage)
+        await self._settle_budget(estimated_tokens, completion.usage)
         return completion
 
     async def stream(
@@ -168,6 +181,7 @@ class CompletionClient:
         meta: dict[str, Any] = {}
         finish_reason: str | None = None
         usage: Usage | None = None
+        calls: dict[int, list[str]] = {}  # index → [name, arguments so far]
         done = False
         try:
             if response.status_code >= 400:
@@ -183,9 +197,12 @@ class CompletionClient:
                 for choice in chunk.get("choices") or ():
                     if choice.get("index", 0) != 0:
                         continue
-                    if delta := (choice.get("delta") or {}).get("content"):
-                        parts.append(delta)
-                        yield delta
+                    delta = choice.get("delta") or {}
+                    if content := delta.get("content"):
+                        parts.append(content)
+                        yield content
+                    for call in delta.get("tool_calls") or ():
+                        _add_tool_call_delta(calls, call)
                     finish_reason = choice.get("finish_reason") or finish_reason
                 if chunk.get("usage"):
                     usage = _usage(chunk["usage"])
@@ -201,7 +218,7 @@ class CompletionClient:
                 partial="".join(parts),
                 request_id=request_id,
             )
-        self._settle_budget(estimated_tokens, usage)
+        await self._settle_budget(estimated_tokens, usage)
         text = "".join(parts)
         yield ChatCompletion(
             id=str(meta.get("id", "")),
@@ -209,7 +226,17 @@ class CompletionClient:
             created=int(meta.get("created") or 0),
             model=str(meta.get("model", body.get("model", ""))),
             usage=usage,
-            choices=[Choice(0, ChatMessage("assistant", text), finish_reason)],
+            choices=[
+                Choice(
+                    0,
+                    ChatMessage(
+                        "assistant",
+                        text,
+                        tuple(ToolCall(name, arguments) for name, arguments in calls.values()),
+                    ),
+                    finish_reason,
+                )
+            ],
         )
 
     async def models(self) -> list[str]:
@@ -253,9 +280,9 @@ class CompletionClient:
         if self.rate_limit is not None:
             await self.rate_limit.take(estimated_tokens)
 
-    def _settle_budget(self, estimated_tokens: int, usage: Usage | None) -> None:
+    async def _settle_budget(self, estimated_tokens: int, usage: Usage | None) -> None:
         if self.rate_limit is not None and usage is not None:
-            self.rate_limit.settle(estimated_tokens, usage.total_tokens)
+            await self.rate_limit.settle(estimated_tokens, usage.total_tokens)
 
 
 def parse_completion(content: bytes, request_id: str | None = None) -> ChatCompletion:
@@ -276,6 +303,7 @@ def parse_completion(content: bytes, request_id: str | None = None) -> ChatCompl
                 ChatMessage(
                     str(message.get("role", "assistant")),
                     None if content_ is None else str(content_),
+                    _tool_calls(message.get("tool_calls")),
                 ),
                 raw.get("finish_reason"),
             )
@@ -379,6 +407,27 @@ def retry_after(headers: httpx.Headers) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _tool_calls(raw: object) -> tuple[ToolCall, ...]:
+    """The function calls of a message, skipping any entry that is not one."""
+    calls = []
+    for call in raw if isinstance(raw, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            calls.append(ToolCall(function["name"], str(function.get("arguments") or "")))
+    return tuple(calls)
+
+
+def _add_tool_call_delta(calls: dict[int, list[str]], raw: object) -> None:
+    """A streamed tool call arrives in pieces: the name first, the arguments in parts."""
+    if not isinstance(raw, dict):
+        return
+    entry = calls.setdefault(int(raw.get("index") or 0), ["", ""])
+    function = raw.get("function") or {}
+    if isinstance(function, dict):
+        entry[0] += str(function.get("name") or "")
+        entry[1] += str(function.get("arguments") or "")
 
 
 def _usage(raw: Mapping[str, Any]) -> Usage:

@@ -19,9 +19,8 @@ class FaqResponder:
         return self.answer(prompt)
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[str | Completion]:
-        completion = self.answer(prompt)
-        yield completion.text
-        yield completion
+        # The whole answer at once, as its Completion: the pipeline shows its text.
+        yield self.answer(prompt)
 
     def answer(self, prompt: Prompt) -> Completion:
         if prompt.faq and prompt.faq[0].confidence >= self._bot.settings.faq_answer_score:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from botkit.errors import ContextLengthError, LLMError
+from botkit.errors import APIStatusError, ContextLengthError, LLMError
 from botkit.home import BotDefinition
 from botkit.llm.base import Completion
 from botkit.llm.client import ChatCompletion, CompletionClient
@@ -30,6 +31,28 @@ from botkit.stores.base import UsageRecord
 logger = logging.getLogger(__name__)
 
 CUT_OFF = "\n\n(My answer was cut short. Ask me to go on if you need the rest.)"
+HANDOFF_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "handoff",
+        "description": (
+            "Hand the conversation over to a person from the support team. Call it when the "
+            "customer asks for a person, or when they need help you cannot give."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "description": "Why a person should take over, in a few words.",
+                }
+            },
+            "required": ["reason"],
+            "additionalProperties": False,
+        },
+    },
+}
+"""Offered to the model of a bot with a `[handoff]` table; calling it hands off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,26 +83,33 @@ class LLMResponder:
         self._retry = retry or RetryPolicy()
         self._meter = meter
         self._send_user_id = send_user_id
+        self._tools = [HANDOFF_TOOL] if bot.settings.handoff is not None else []
+        self._refuse_tools: set[int] = set()
+        """Endpoints (their index) whose server refused `tools`: asked without them since."""
 
     async def complete(self, prompt: Prompt) -> Completion:
         if (limit := await self._over_budget(prompt)) is not None:
             return limit
         deadline_at = asyncio.get_running_loop().time() + self._retry.deadline
         failure: LLMError | None = None
-        for endpoint in self._endpoints:
-            attempt = functools.partial(
-                endpoint.client.create,
-                self._body(endpoint, prompt, stream=False),
-                estimated_tokens=self._estimate(prompt),
-            )
-            try:
-                result = await self._retry.call(attempt, deadline_at=deadline_at)
-            except ContextLengthError:
-                raise  # the pipeline composes a shorter prompt and asks again
-            except LLMError as err:
-                failure = self._next(endpoint, err)
-                continue
-            return self._finish(prompt, endpoint, result)
+        for index, endpoint in enumerate(self._endpoints):
+            while True:
+                tools = self._offers_tools(index)
+                attempt = functools.partial(
+                    endpoint.client.create,
+                    self._body(endpoint, prompt, stream=False, tools=tools),
+                    estimated_tokens=self._estimate(prompt),
+                )
+                try:
+                    result = await self._retry.call(attempt, deadline_at=deadline_at)
+                except ContextLengthError:
+                    raise  # the pipeline composes a shorter prompt and asks again
+                except LLMError as err:
+                    if tools and self._refused_tools(index, err):
+                        continue
+                    failure = self._next(endpoint, err)
+                    break
+                return self._finish(prompt, endpoint, result)
         assert failure is not None
         raise failure
 
@@ -91,11 +121,12 @@ class LLMResponder:
         loop = asyncio.get_running_loop()
         deadline_at = loop.time() + self._retry.deadline
         failure: LLMError | None = None
-        for endpoint in self._endpoints:
-            body = self._body(endpoint, prompt, stream=True)
+        for index, endpoint in enumerate(self._endpoints):
             retry = 0
             while True:
                 sent_text = False
+                tools = self._offers_tools(index)
+                body = self._body(endpoint, prompt, stream=True, tools=tools)
                 try:
                     async for item in endpoint.client.stream(
                         body, estimated_tokens=self._estimate(prompt)
@@ -115,6 +146,8 @@ class LLMResponder:
                     # Text already shown cannot be taken back: a retry would repeat it.
                     if sent_text:
                         raise
+                    if tools and self._refused_tools(index, err):
+                        continue
                     delay = self._retry.delay_before(retry, err, deadline_at)
                     if delay is None:
                         failure = self._next(endpoint, err)
@@ -125,8 +158,33 @@ class LLMResponder:
         assert failure is not None
         raise failure
 
-    def _body(self, endpoint: Endpoint, prompt: Prompt, *, stream: bool) -> dict[str, Any]:
+    def _offers_tools(self, index: int) -> bool:
+        return bool(self._tools) and index not in self._refuse_tools
+
+    def _refused_tools(self, index: int, err: LLMError) -> bool:
+        """Whether a server refused the request for its `tools` (a model or server without
+        function calling): then that endpoint is asked without them from now on."""
+        refused = (
+            isinstance(err, APIStatusError)
+            and err.status in (400, 422)
+            and "tool" in err.message.lower()
+        )
+        if refused:
+            logger.warning(
+                "bot %s: %s does not take tools (%s); asking without the handoff tool",
+                self._bot.name,
+                self._endpoints[index].client.base_url,
+                err.message,
+            )
+            self._refuse_tools.add(index)
+        return refused
+
+    def _body(
+        self, endpoint: Endpoint, prompt: Prompt, *, stream: bool, tools: bool
+    ) -> dict[str, Any]:
         body = self._params.body(endpoint.model, prompt.messages, stream=stream)
+        if tools:
+            body["tools"] = self._tools
         if self._send_user_id and "user" not in body:
             # A stable pseudonym lets the API's abuse monitoring tell users apart.
             key = f"{self._bot.name}:{prompt.message.user_id}".encode()
@@ -168,6 +226,7 @@ class LLMResponder:
             finish_reason=result.finish_reason or "stop",
             usage=usage,
             model=result.model or endpoint.model,
+            handoff_reason=_handoff_reason(result),
         )
 
     async def _over_budget(self, prompt: Prompt) -> Completion | None:
@@ -186,3 +245,16 @@ class LLMResponder:
             return None
         text = self._bot.templates.render("limit", prompt.context)
         return Completion(text=text, kind="limit", model=None)
+
+
+def _handoff_reason(result: ChatCompletion) -> str | None:
+    """The reason the model gave when it called the handoff tool; None when it did not."""
+    for call in result.tool_calls:
+        if call.name == "handoff":
+            try:
+                arguments = json.loads(call.arguments or "{}")
+            except ValueError:
+                arguments = {}
+            reason = arguments.get("reason") if isinstance(arguments, dict) else None
+            return str(reason) if reason else "the model asked for a person"
+    return None

@@ -33,6 +33,15 @@ if TYPE_CHECKING:
 class BotInfo:
     name: str
     description: str
+    handoff: bool = False
+    """Whether the bot can hand a conversation over to a person (`/human`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInfo:
+    """The person who took a conversation over, for the handoff templates."""
+
+    name: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +72,7 @@ class PromptComposer:
 
     def __init__(self, bot: BotDefinition) -> None:
         self.bot = bot
-        self._info = BotInfo(bot.name, bot.description)
+        self._info = BotInfo(bot.name, bot.description, bot.settings.handoff is not None)
 
     def context(self, message: IncomingMessage, faq: Sequence[FaqSnippet] = ()) -> dict[str, Any]:
         return {
@@ -75,9 +84,14 @@ class PromptComposer:
             "vars": self.bot.settings.vars,
         }
 
-    def render(self, name: str, message: IncomingMessage) -> str:
-        """Render a message template (welcome, help, fallback, reset, unsupported) for this user."""
-        return self.bot.templates.render(name, self.context(message))
+    def render(self, name: str, message: IncomingMessage, **extra: Any) -> str:
+        """Render a message template (welcome, help, fallback, reset, unsupported, handoff…)
+        for this user; `extra` adds to the context (`agent` for the handoff templates)."""
+        return self.bot.templates.render(name, self.context(message) | extra)
+
+    def render_default(self, name: str, message: IncomingMessage, **extra: Any) -> str:
+        """The built-in text of an optional template (when the bot's own fails at run time)."""
+        return self.bot.templates.render_default(name, self.context(message) | extra)
 
     def compose(
         self,
@@ -110,11 +124,15 @@ class PromptComposer:
             used += turn.tokens
             keep += 1
         kept = history[len(history) - keep :]
-        if kept and kept[0].role == "assistant":  # its question was dropped: drop the answer too
+        if kept and kept[0].role != "user":  # its question was dropped: drop the answer too
             kept = kept[1:]
 
         messages = [{"role": "system", "content": system}]
-        messages.extend({"role": t.role, "content": t.content} for t in kept)
+        # What a person wrote is the assistant's side of the conversation to the model.
+        messages.extend(
+            {"role": "user" if t.role == "user" else "assistant", "content": t.content}
+            for t in kept
+        )
         messages.append({"role": "user", "content": message.text})
         return Prompt(
             message=message,
@@ -150,7 +168,7 @@ class PromptComposer:
         snippet_sets = [self.bot.faq.snippets[: max(self.bot.settings.faq_top_k, 1)], []]
         problems: dict[str, Problem] = {}
         for sample, snippets in zip(samples, snippet_sets, strict=True):
-            context = self.context(sample, snippets)
+            context = self.context(sample, snippets) | {"agent": AgentInfo("Anna")}
             for name in ("system", *DEFAULTS):
                 try:
                     self.bot.templates.render(name, context)

@@ -19,7 +19,7 @@ import yaml
 from botkit.errors import Problem
 
 _YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_KNOWN_KEYS = ("question", "questions", "tags")
+_KNOWN_KEYS = ("question", "questions", "tags", "handoff")
 _FENCE = "---"
 
 
@@ -32,6 +32,8 @@ class FaqSnippet:
     source: str
     questions: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    handoff: bool = False
+    """When this snippet is the best match, the conversation goes to a person."""
 
 
 def load_faq(folder: Path) -> tuple[list[FaqSnippet], list[Problem]]:
@@ -83,12 +85,16 @@ def parse_snippet(text: str, source: str) -> FaqSnippet:
     answer = "\n".join(lines[end + 1 :]).strip()
     if not answer:
         raise SnippetError("the answer (the text after the front matter) is empty", end + 1)
+    handoff = meta.get("handoff", False)
+    if not isinstance(handoff, bool):
+        raise SnippetError("'handoff' must be true or false", _line_of_key(lines, "handoff"))
     return FaqSnippet(
         question=question.strip(),
         answer=answer,
         source=source,
         questions=_strings(meta, "questions", lines),
         tags=_strings(meta, "tags", lines),
+        handoff=handoff,
     )
 
 

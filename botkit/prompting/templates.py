@@ -30,6 +30,7 @@ DEFAULTS: dict[str, str] = {
         "/start – show the welcome message\n"
         "/help – show this help\n"
         "/reset – forget our conversation and start fresh"
+        "{% if bot.handoff %}\n/human – talk to a person{% endif %}"
     ),
     "fallback": (
         "I'm sorry, I don't have a good answer to that. "
@@ -44,7 +45,21 @@ DEFAULTS: dict[str, str] = {
     "unsupported": (
         "Sorry, I can only read text messages. Please type your question and I'll help."
     ),
+    "handoff": (
+        "I'm handing you over to a person from our team. They'll reply here as soon as "
+        "they can: you can keep writing in the meantime."
+    ),
+    "handoff_joined": "{{ agent.name }} from our team has joined the conversation.",
+    "handoff_resolved": (
+        "{{ agent.name or 'Our team' }} has finished helping you: you're back with the "
+        "{{ bot.name }} assistant. Ask me anything."
+    ),
+    "handoff_timeout": (
+        "Sorry, nobody from our team is free right now. I'm back to help as best I can; "
+        "for anything I can't answer, please leave your question and how to reach you."
+    ),
 }
+"""`handoff_joined` and `handoff_resolved` also know `agent.name` (None when unknown)."""
 
 _COMMENT = re.compile(r"\{#-?\s*(.*?)\s*-?#\}", re.DOTALL)
 
@@ -97,6 +112,10 @@ class PromptTemplates:
             raise self._error(err.message or str(err), err) from err
         except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as err:
             raise self._error(f"{type(err).__name__}: {err}", err) from err
+
+    def render_default(self, name: str, context: Mapping[str, Any]) -> str:
+        """The built-in text of an optional template, for when the folder's own fails."""
+        return self._env.from_string(DEFAULTS[name]).render(context).strip()
 
     def description(self) -> str | None:
         """The first `{# … #}` comment of the system template, as a one-line description."""

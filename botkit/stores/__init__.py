@@ -1,14 +1,33 @@
-"""Stores, chosen by URL: `memory://`, `sqlite:///PATH`, `redis://host:port/db`."""
+"""Stores, chosen by URL: `memory://`, `sqlite:///PATH`, `redis://host:port/db`,
+`postgresql://user@host:port/db`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from botkit.errors import ConfigError, Problem
-from botkit.stores.base import ConversationStore, RecordStore, Store
+from botkit.stores.base import (
+    DEFAULT_LEASE,
+    ConversationStore,
+    InboxItem,
+    Lease,
+    LeaseLost,
+    RecordStore,
+    Store,
+)
 from botkit.stores.memory import MemoryStore
 
-__all__ = ["ConversationStore", "MemoryStore", "RecordStore", "Store", "open_store", "sqlite_path"]
+__all__ = [
+    "ConversationStore",
+    "InboxItem",
+    "Lease",
+    "LeaseLost",
+    "MemoryStore",
+    "RecordStore",
+    "Store",
+    "open_store",
+    "sqlite_path",
+]
 
 
 def sqlite_path(url: str, home: Path) -> Path:
@@ -17,28 +36,53 @@ def sqlite_path(url: str, home: Path) -> Path:
     return path if path.is_absolute() else home / path
 
 
-async def open_store(url: str, *, home: Path) -> Store:
-    """Open the store a URL names; optional backends are imported only when used."""
+async def open_store(
+    url: str,
+    *,
+    home: Path,
+    lease: float = DEFAULT_LEASE,
+    prefix: str = "botkit",
+    pool_size: int = 100,
+    pool_timeout: float = 5.0,
+) -> Store:
+    """Open the store a URL names; optional backends are imported only when used.
+
+    `lease` is how long a dead worker's locks and inbox items stay with it; `prefix`
+    names a deployment's keys on a shared Redis; `pool_size` and `pool_timeout` bound
+    the connections of Redis and PostgreSQL and how long a call waits for a free one.
+    """
     scheme = url.partition(":")[0]
     if scheme == "memory":
-        return MemoryStore()
+        return MemoryStore(lease=lease)
     if scheme == "sqlite" and url.startswith("sqlite:///"):
         from botkit.stores.sqlite import SqliteStore
 
-        return await SqliteStore.open(sqlite_path(url, home))
+        return await SqliteStore.open(sqlite_path(url, home), lease=lease)
     if scheme in ("redis", "rediss", "unix"):
         try:
             from botkit.stores.redis import RedisStore
         except ModuleNotFoundError as err:
             message = "the Redis store needs redis-py: pip install 'botkit[redis]'"
             raise ConfigError([Problem("BOTKIT_STORE_URL", message)]) from err
-        return await RedisStore.open(url)
+        return await RedisStore.open(
+            url, prefix=prefix, lease=lease, pool_size=pool_size, pool_timeout=pool_timeout
+        )
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from botkit.stores.postgres import PostgresStore  # type: ignore[import-untyped]
+        except ModuleNotFoundError as err:
+            message = "the PostgreSQL store needs psycopg: pip install 'botkit[postgres]'"
+            raise ConfigError([Problem("BOTKIT_STORE_URL", message)]) from err
+        store: Store = await PostgresStore.open(
+            url, lease=lease, pool_size=pool_size, pool_timeout=pool_timeout
+        )
+        return store
     raise ConfigError(
         [
             Problem(
                 Path("BOTKIT_STORE_URL"),
-                f"unsupported store URL scheme {scheme!r}: use memory://, sqlite:///PATH "
-                "or redis://HOST:PORT/DB",
+                f"unsupported store URL scheme {scheme!r}: use memory://, sqlite:///PATH, "
+                "redis://HOST:PORT/DB or postgresql://USER@HOST:PORT/DB",
             )
         ]
     )

@@ -1,46 +1,163 @@
 """The store for many workers: every process shares one Redis server.
 
-    botkit:turns:{conversation}     a list of turns, oldest first (JSON each)
-    botkit:record:{key}             a record (JSON), with an expiry when it has a TTL
-    botkit:usage:{day}              a hash: "bot|user|conversation|model|p" and "…|c" → tokens
-    botkit:used:{day}:{bot}[:user]  running totals for budget checks
+    P:turns:{conversation}        a list of turns, oldest first (JSON each)
+    P:turns-offset:{conversation} turns forgotten by resets (so cursors stay valid)
+    P:lock:{conversation}         redis-py's Lock: the holder's token, with a lease
+    P:record:{key}                a record (JSON), with an expiry when it has a TTL
+    P:usage:{day}                 a hash: "bot|user|conversation|model|p" and "…|c" → tokens
+    P:used:{day}:{bot}[:user]     running totals for budget checks
+    P:rate:{key}                  a GCRA's theoretical arrival time
+    P:inbox:{channel}             a stream of accepted items (consumer group "workers")
+    P:ready:{channel}             a stream of items for any worker of the channel
+    P:dedupe:{key}                what the inbox has seen, for a day
+    P:handoff:{id}                a handoff (JSON); P:handoff-open:{conversation} and
+                                  P:handoff-desk:{ref} point at it; P:handoffs orders the open
+    P:feed                        the pub/sub channel of change notices
 
-An append is one RPUSH; a claim is one SET NX EX, atomic across workers.
+P is the prefix (`botkit` unless set), so several deployments can share a server.
+An append is one RPUSH (a script when fenced by a lock); a claim one SET NX.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError, RedisError, ResponseError
 
 from botkit.errors import StoreError
-from botkit.messages import Turn
-from botkit.stores.base import Store, UsageRecord, UsageTotal
+from botkit.messages import Handoff, Turn
+from botkit.stores.base import (
+    DEFAULT_LEASE,
+    INBOX_TOPIC,
+    InboxItem,
+    Lease,
+    LeaseLost,
+    Store,
+    UsageRecord,
+    UsageTotal,
+)
 
-_PREFIX = "botkit"
+logger = logging.getLogger(__name__)
+
 _USAGE_DAYS_KEPT = 400 * 86400
+_DEDUPE_SECONDS = 24 * 3600
+_GROUP = "workers"
+_FOREVER = "1e300"  # "no limit" for Lua's tonumber
+
+_FENCED_APPEND = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+return redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+"""
+_RESET = """
+local n = redis.call('LLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+if n > 0 then redis.call('INCRBY', KEYS[2], n) end
+return n
+"""
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new = tat + tonumber(ARGV[1]) / rate
+local wait = new - burst / rate - now
+if wait < 0 then wait = 0 end
+if wait <= tonumber(ARGV[4]) then
+    redis.call('SET', KEYS[1], tostring(new), 'PX', math.max(1000, math.ceil((new - now) * 1000)))
+    return tostring(wait)
+end
+return tostring(math.max(0, tat + tonumber(ARGV[1]) / rate - burst / rate - now))
+"""
+# Added and read in one script, so every entry of an owned stream is already delivered to
+# its owner and `>` never hands one worker another's item.
+_INBOX_ADD = """
+if ARGV[1] ~= '' then
+    if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then return false end
+end
+local id = redis.call('XADD', KEYS[1], '*', 'conversation', ARGV[4], 'payload', ARGV[5])
+if ARGV[3] ~= '' then
+    redis.call('XREADGROUP', 'GROUP', 'workers', ARGV[3], 'COUNT', '1', 'STREAMS', KEYS[1], '>')
+end
+return id
+"""
+_HANDOFF_OPEN = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return ARGV[1]
+"""
+_HANDOFF_UPDATE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+if tonumber(cjson.decode(raw)['version']) ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[3] == 'resolved' then
+    if redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
+    redis.call('ZREM', KEYS[4], ARGV[4])
+end
+if ARGV[5] == '1' then redis.call('SET', KEYS[3], ARGV[4]) end
+return 1
+"""
 
 
 class RedisStore(Store):
-    """Conversations, records and usage in Redis; open it with `await RedisStore.open(url)`."""
+    """Everything in Redis; open it with `await RedisStore.open(url)`."""
 
-    def __init__(self, client: redis.Redis, *, where: str) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        where: str,
+        prefix: str = "botkit",
+        lease: float = DEFAULT_LEASE,
+    ) -> None:
+        super().__init__(lease=lease)
         self._redis = client
         self._where = where
+        self.prefix = prefix
+        self.worker = secrets.token_hex(8)
+        self._locks: dict[str, Lock] = {}
+        self._streams: set[str] = set()
+        self._listener: asyncio.Task[None] | None = None
+        self._fenced_append = client.register_script(_FENCED_APPEND)
+        self._reset = client.register_script(_RESET)
+        self._gcra = client.register_script(_GCRA)
+        self._inbox_add = client.register_script(_INBOX_ADD)
+        self._handoff_open = client.register_script(_HANDOFF_OPEN)
+        self._handoff_update = client.register_script(_HANDOFF_UPDATE)
 
     @classmethod
-    async def open(cls, url: str) -> RedisStore:
-        client = redis.Redis.from_url(url)
-        # The URL may hold a password: errors name only the host.
-        where = f"{client.connection_pool.connection_kwargs.get('host', '?')}:" + str(
-            client.connection_pool.connection_kwargs.get("port", 6379)
+    async def open(
+        cls,
+        url: str,
+        *,
+        prefix: str = "botkit",
+        lease: float = DEFAULT_LEASE,
+        pool_size: int = 100,
+        pool_timeout: float = 5.0,
+    ) -> RedisStore:
+        """Connect; at most `pool_size` connections, and a call waits up to `pool_timeout`
+        seconds for a free one (redis-py's default pool fails at once when all are busy)."""
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=pool_size, timeout=pool_timeout
         )
-        store = cls(client, where=where)
+        client = redis.Redis.from_pool(pool)
+        # The URL may hold a password: errors name only the host.
+        kwargs = pool.connection_kwargs
+        where = f"{kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', 6379)}"
+        store = cls(client, where=where, prefix=prefix, lease=lease)
         try:
             await client.ping()
         except RedisError as err:
@@ -48,33 +165,105 @@ class RedisStore(Store):
             raise store._error(err) from err
         return store
 
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # --- conversations ---------------------------------------------------------------
+
     async def recent(self, key: str, limit: int) -> list[Turn]:
         if limit <= 0:
             return []
         try:
-            raw = await self._redis.lrange(f"{_PREFIX}:turns:{key}", -limit, -1)
+            raw = await self._redis.lrange(self._key("turns", key), -limit, -1)
         except RedisError as err:
             raise self._error(err) from err
         return [Turn(*orjson.loads(item)) for item in raw]
 
-    async def append(self, key: str, turns: Sequence[Turn]) -> None:
+    async def append(self, key: str, turns: Sequence[Turn], *, lease: Lease | None = None) -> None:
         if not turns:
             return
-        values = [orjson.dumps([t.role, t.content, t.at, t.tokens]) for t in turns]
+        values = [
+            orjson.dumps([t.role, t.content, t.at, t.tokens, t.id, t.reply_to, t.kind, t.name])
+            for t in turns
+        ]
         try:
-            await self._redis.rpush(f"{_PREFIX}:turns:{key}", *values)
+            if lease is None:
+                await self._redis.rpush(self._key("turns", key), *values)
+                return
+            pushed = await self._fenced_append(
+                keys=[self._key("turns", key), self._key("lock", key)],
+                args=[lease.token, *values],
+            )
         except RedisError as err:
             raise self._error(err) from err
+        if pushed == -1:
+            raise LeaseLost(f"the lock of {key} has passed to another worker")
 
     async def reset(self, key: str) -> None:
         try:
-            await self._redis.delete(f"{_PREFIX}:turns:{key}")
+            await self._reset(keys=[self._key("turns", key), self._key("turns-offset", key)])
         except RedisError as err:
             raise self._error(err) from err
 
+    async def cursor(self, key: str) -> int:
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.get(self._key("turns-offset", key))
+                pipe.llen(self._key("turns", key))
+                offset, length = await pipe.execute()
+        except RedisError as err:
+            raise self._error(err) from err
+        return int(offset or 0) + int(length)
+
+    async def turns_since(self, key: str, cursor: int) -> tuple[int, list[Turn]]:
+        try:
+            offset = int(await self._redis.get(self._key("turns-offset", key)) or 0)
+            start = max(cursor - offset, 0)
+            raw = await self._redis.lrange(self._key("turns", key), start, -1)
+        except RedisError as err:
+            raise self._error(err) from err
+        return offset + start + len(raw), [Turn(*orjson.loads(item)) for item in raw]
+
+    async def _try_lock(self, lease: Lease) -> bool:
+        lock = self._redis.lock(
+            self._key("lock", lease.key), timeout=self.lease, blocking=False, thread_local=False
+        )
+        try:
+            taken = await lock.acquire(token=lease.token)
+        except RedisError as err:
+            raise self._error(err) from err
+        if taken:
+            self._locks[lease.token] = lock
+        return bool(taken)
+
+    async def _renew_lock(self, lease: Lease) -> bool:
+        lock = self._locks.get(lease.token)
+        if lock is None:
+            return False
+        try:
+            await lock.reacquire()
+        except LockError:
+            return False
+        except RedisError as err:
+            raise self._error(err) from err
+        return True
+
+    async def _unlock(self, lease: Lease) -> None:
+        lock = self._locks.pop(lease.token, None)
+        if lock is None:
+            return
+        try:
+            await lock.release()
+        except LockError:
+            pass  # it ran out, or another worker holds it now
+        except RedisError as err:
+            raise self._error(err) from err
+
+    # --- records -----------------------------------------------------------------------
+
     async def get_record(self, key: str) -> dict[str, Any] | None:
         try:
-            raw = await self._redis.get(f"{_PREFIX}:record:{key}")
+            raw = await self._redis.get(self._key("record", key))
         except RedisError as err:
             raise self._error(err) from err
         return None if raw is None else dict(orjson.loads(raw))
@@ -84,24 +273,26 @@ class RedisStore(Store):
     ) -> None:
         expiry = None if ttl is None else max(1, int(ttl * 1000))
         try:
-            await self._redis.set(f"{_PREFIX}:record:{key}", orjson.dumps(value), px=expiry)
+            await self._redis.set(self._key("record", key), orjson.dumps(value), px=expiry)
         except RedisError as err:
             raise self._error(err) from err
 
     async def delete_record(self, key: str) -> bool:
         try:
-            return bool(await self._redis.delete(f"{_PREFIX}:record:{key}"))
+            return bool(await self._redis.delete(self._key("record", key)))
         except RedisError as err:
             raise self._error(err) from err
 
     async def claim(self, key: str, *, ttl: float) -> bool:
         try:
             claimed = await self._redis.set(
-                f"{_PREFIX}:record:{key}", b"{}", nx=True, px=max(1, int(ttl * 1000))
+                self._key("record", key), b"{}", nx=True, px=max(1, int(ttl * 1000))
             )
         except RedisError as err:
             raise self._error(err) from err
         return bool(claimed)
+
+    # --- usage -------------------------------------------------------------------------
 
     async def add_usage(self, records: Sequence[UsageRecord]) -> None:
         if not records:
@@ -109,18 +300,16 @@ class RedisStore(Store):
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for r in records:
-                    usage = f"{_PREFIX}:usage:{r.day}"
+                    usage = self._key("usage", r.day)
                     field = f"{r.bot}|{r.user}|{r.conversation}|{r.model}"
                     total = r.prompt_tokens + r.completion_tokens
+                    used_bot = self._key("used", r.day, r.bot)
+                    used_user = self._key("used", r.day, r.bot, r.user)
                     pipe.hincrby(usage, f"{field}|p", r.prompt_tokens)
                     pipe.hincrby(usage, f"{field}|c", r.completion_tokens)
-                    pipe.incrby(f"{_PREFIX}:used:{r.day}:{r.bot}", total)
-                    pipe.incrby(f"{_PREFIX}:used:{r.day}:{r.bot}:{r.user}", total)
-                    for key in (
-                        usage,
-                        f"{_PREFIX}:used:{r.day}:{r.bot}",
-                        f"{_PREFIX}:used:{r.day}:{r.bot}:{r.user}",
-                    ):
+                    pipe.incrby(used_bot, total)
+                    pipe.incrby(used_user, total)
+                    for key in (usage, used_bot, used_user):
                         pipe.expire(key, _USAGE_DAYS_KEPT)
                 await pipe.execute()
         except RedisError as err:
@@ -129,7 +318,7 @@ class RedisStore(Store):
     async def usage_totals(self, *, since: str, bot: str | None = None) -> list[UsageTotal]:
         sums: defaultdict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         try:
-            async for key in self._redis.scan_iter(match=f"{_PREFIX}:usage:*", count=500):
+            async for key in self._redis.scan_iter(match=self._key("usage", "*"), count=500):
                 day = key.decode().rsplit(":", 1)[1]
                 if day < since:
                     continue
@@ -144,15 +333,277 @@ class RedisStore(Store):
         return [UsageTotal(*key, *sums[key]) for key in sorted(sums)]
 
     async def tokens_used(self, *, day: str, bot: str, user: str | None = None) -> int:
-        key = f"{_PREFIX}:used:{day}:{bot}" + ("" if user is None else f":{user}")
+        key = self._key("used", day, bot) if user is None else self._key("used", day, bot, user)
         try:
             value = await self._redis.get(key)
         except RedisError as err:
             raise self._error(err) from err
         return int(value or 0)
 
+    # --- rates -------------------------------------------------------------------------
+
+    async def take_rate(
+        self, key: str, cost: float, *, rate: float, burst: float, max_wait: float
+    ) -> float:
+        limit = _FOREVER if max_wait == float("inf") else repr(max_wait)
+        try:
+            wait = await self._gcra(
+                keys=[self._key("rate", key)], args=[repr(cost), repr(rate), repr(burst), limit]
+            )
+        except RedisError as err:
+            raise self._error(err) from err
+        return float(wait)
+
+    # --- the inbox ---------------------------------------------------------------------
+
+    async def inbox_add(
+        self,
+        *,
+        channel: str,
+        conversation: str,
+        payload: dict[str, Any],
+        dedupe: str | None = None,
+        owned: bool = True,
+    ) -> InboxItem | None:
+        kind = "inbox" if owned else "ready"
+        stream = await self._stream(kind, channel)
+        try:
+            entry = await self._inbox_add(
+                keys=[stream, self._key("dedupe", dedupe or "")],
+                args=[
+                    "1" if dedupe else "",
+                    _DEDUPE_SECONDS,
+                    self.worker if owned else "",
+                    conversation,
+                    orjson.dumps(payload),
+                ],
+            )
+        except RedisError as err:
+            raise self._error(err) from err
+        if entry is None:
+            return None
+        item = InboxItem(_item_id(kind, channel, entry), channel, conversation, payload)
+        if owned:
+            return self._hold(item)
+        await self.publish(INBOX_TOPIC)
+        return item
+
+    async def inbox_take(self, channels: Sequence[str], *, limit: int = 20) -> list[InboxItem]:
+        taken: list[InboxItem] = []
+        idle = int(self.lease * 1000)
+        try:
+            for channel in channels:
+                for kind in ("inbox", "ready"):
+                    stream = await self._stream(kind, channel)
+                    # What a dead worker held: XAUTOCLAIM hands it over, counting the delivery.
+                    claimed: list[Any] = await self._redis.xautoclaim(
+                        stream, _GROUP, self.worker, idle, "0-0", count=limit
+                    )
+                    for entry_id, fields in claimed[1]:
+                        if fields:  # None once deleted
+                            taken.append(await self._recovered(kind, channel, entry_id, fields))
+                ready = await self._stream("ready", channel)
+                fresh: Any = await self._redis.xreadgroup(
+                    _GROUP, self.worker, {ready: ">"}, count=limit
+                )
+                for _, entries in fresh:
+                    for entry_id, fields in entries:
+                        taken.append(_item(_item_id("ready", channel, entry_id), channel, fields))
+        except RedisError as err:
+            raise self._error(err) from err
+        return [self._hold(item) for item in taken[:limit]]
+
+    async def _recovered(
+        self, kind: str, channel: str, entry_id: bytes, fields: dict[bytes, bytes]
+    ) -> InboxItem:
+        stream = self._key(kind, channel)
+        pending = await self._redis.xpending_range(
+            stream, _GROUP, min=entry_id, max=entry_id, count=1, consumername=self.worker
+        )
+        attempts = int(pending[0]["times_delivered"]) if pending else 2
+        return _item(_item_id(kind, channel, entry_id), channel, fields, attempts)
+
+    async def inbox_done(self, item: InboxItem) -> None:
+        self._release(item)
+        stream, entry = self._entry(item)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xack(stream, _GROUP, entry)
+                pipe.xdel(stream, entry)
+                await pipe.execute()
+        except RedisError as err:
+            raise self._error(err) from err
+
+    async def inbox_later(self, item: InboxItem, *, delay: float) -> None:
+        self._release(item)
+        stream, entry = self._entry(item)
+        # Claimed with an idle time such that XAUTOCLAIM hands it out after `delay`.
+        idle = max(0, int((self.lease - delay) * 1000))
+        try:
+            await self._redis.xclaim(
+                stream, _GROUP, self.worker, 0, [entry], idle=idle, justid=True
+            )
+        except RedisError as err:
+            raise self._error(err) from err
+
+    async def _renew_items(self, items: Sequence[InboxItem]) -> None:
+        by_stream: defaultdict[str, list[int | bytes | str | memoryview[int]]] = defaultdict(list)
+        for item in items:
+            stream, entry = self._entry(item)
+            by_stream[stream].append(entry)
+        try:
+            for stream, entries in by_stream.items():
+                await self._redis.xclaim(stream, _GROUP, self.worker, 0, entries, justid=True)
+        except RedisError as err:
+            raise self._error(err) from err
+
+    async def _stream(self, kind: str, channel: str) -> str:
+        stream = self._key(kind, channel)
+        if stream not in self._streams:
+            try:
+                await self._redis.xgroup_create(stream, _GROUP, id="$", mkstream=True)
+            except ResponseError as err:
+                if "BUSYGROUP" not in str(err):
+                    raise self._error(err) from err
+            except RedisError as err:
+                raise self._error(err) from err
+            self._streams.add(stream)
+        return stream
+
+    def _entry(self, item: InboxItem) -> tuple[str, str]:
+        kind, channel, entry = item.id.split("|", 2)
+        return self._key(kind, channel), entry
+
+    # --- handoffs ----------------------------------------------------------------------
+
+    async def handoff_open(self, handoff: Handoff) -> Handoff:
+        try:
+            current = await self._handoff_open(
+                keys=[
+                    self._key("handoff-open", handoff.conversation),
+                    self._key("handoff", handoff.id),
+                    self._key("handoffs"),
+                ],
+                args=[handoff.id, orjson.dumps(handoff.to_json()), handoff.created],
+            )
+        except RedisError as err:
+            raise self._error(err) from err
+        current_id = current.decode() if isinstance(current, bytes) else str(current)
+        if current_id == handoff.id:
+            return handoff
+        existing = await self.handoff_get(current_id)
+        return existing if existing is not None else await self.handoff_open(handoff)
+
+    async def handoff_get(self, handoff_id: str) -> Handoff | None:
+        try:
+            raw = await self._redis.get(self._key("handoff", handoff_id))
+        except RedisError as err:
+            raise self._error(err) from err
+        return None if raw is None else Handoff.from_json(orjson.loads(raw))
+
+    async def handoff_current(self, conversation: str) -> Handoff | None:
+        return await self._handoff_at(self._key("handoff-open", conversation))
+
+    async def handoff_by_desk(self, desk_ref: str) -> Handoff | None:
+        return await self._handoff_at(self._key("handoff-desk", desk_ref))
+
+    async def _handoff_at(self, pointer: str) -> Handoff | None:
+        try:
+            handoff_id = await self._redis.get(pointer)
+        except RedisError as err:
+            raise self._error(err) from err
+        return None if handoff_id is None else await self.handoff_get(_text(handoff_id))
+
+    async def handoff_update(self, handoff: Handoff) -> Handoff | None:
+        updated = Handoff.from_json({**handoff.to_json(), "version": handoff.version + 1})
+        try:
+            changed = await self._handoff_update(
+                keys=[
+                    self._key("handoff", handoff.id),
+                    self._key("handoff-open", handoff.conversation),
+                    self._key("handoff-desk", handoff.desk_ref or ""),
+                    self._key("handoffs"),
+                ],
+                args=[
+                    handoff.version,
+                    orjson.dumps(updated.to_json()),
+                    handoff.state,
+                    handoff.id,
+                    "1" if handoff.desk_ref else "",
+                ],
+            )
+        except RedisError as err:
+            raise self._error(err) from err
+        return updated if changed else None
+
+    async def handoffs_open(self, bot: str | None = None) -> list[Handoff]:
+        try:
+            ids = await self._redis.zrange(self._key("handoffs"), 0, -1)
+            keys = [self._key("handoff", _text(i)) for i in ids]
+            raws = await self._redis.mget(keys) if keys else []
+        except RedisError as err:
+            raise self._error(err) from err
+        handoffs = [Handoff.from_json(orjson.loads(raw)) for raw in raws if raw is not None]
+        return [h for h in handoffs if h.open and bot in (None, h.bot)]
+
+    # --- the feed ----------------------------------------------------------------------
+
+    async def _publish_remote(self, topic: str) -> None:
+        try:
+            await self._redis.publish(self._key("feed"), topic)
+        except RedisError as err:
+            raise self._error(err) from err
+
+    async def _listening(self) -> None:
+        if self._listener is None or self._listener.done():
+            ready = asyncio.Event()
+            self._listener = asyncio.create_task(self._listen(ready), name="botkit-redis-feed")
+            await ready.wait()
+
+    async def _listen(self, ready: asyncio.Event) -> None:
+        """One pub/sub connection per process, fanned out to its readers."""
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._key("feed"))
+                ready.set()
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is not None:
+                        self._wake(_text(message["data"]))
+            except RedisError as err:
+                ready.set()  # readers fall back to polling until it is back
+                logger.warning("Redis feed lost (%s); reconnecting", err)
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(RedisError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
     async def aclose(self) -> None:
+        await super().aclose()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         await self._redis.aclose()
 
     def _error(self, err: RedisError) -> StoreError:
         return StoreError(f"Redis store at {self._where}: {err}")
+
+
+def _item_id(kind: str, channel: str, entry: bytes | str) -> str:
+    return f"{kind}|{channel}|{_text(entry)}"
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _item(item_id: str, channel: str, fields: dict[bytes, bytes], attempts: int = 1) -> InboxItem:
+    return InboxItem(
+        item_id,
+        channel,
+        fields[b"conversation"].decode(),
+        orjson.loads(fields[b"payload"]),
+        attempts,
+    )

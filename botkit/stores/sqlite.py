@@ -1,13 +1,20 @@
 """The default store: one embedded SQLite file, shared safely by several processes.
 
 WAL mode lets readers and one writer work at once; `busy_timeout` makes a second
-process wait for the lock instead of failing. Every append is one INSERT.
+process wait for the lock instead of failing. Every change is one statement (SQLite
+runs each atomically), so statements from concurrent tasks on the one connection
+never interleave inside a transaction. The schema is versioned (`PRAGMA
+user_version`) and upgraded on open by ordered migrations.
+
+Another process's changes are not announced: `Feed.wait` returns every half second
+so readers look again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -18,43 +25,114 @@ from typing import Any
 import aiosqlite
 
 from botkit.errors import StoreError
-from botkit.messages import Turn
-from botkit.stores.base import Store, UsageRecord, UsageTotal
+from botkit.messages import Handoff, Turn
+from botkit.stores.base import (
+    DEFAULT_LEASE,
+    INBOX_TOPIC,
+    InboxItem,
+    Lease,
+    LeaseLost,
+    Store,
+    UsageRecord,
+    UsageTotal,
+)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS turns (
-    id INTEGER PRIMARY KEY,
-    conversation TEXT NOT NULL,
-    role TEXT NOT NULL,
-    content TEXT NOT NULL,
-    at REAL NOT NULL,
-    tokens INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns (conversation, id);
-CREATE TABLE IF NOT EXISTS usage (
-    day TEXT NOT NULL,
-    bot TEXT NOT NULL,
-    user TEXT NOT NULL,
-    conversation TEXT NOT NULL,
-    model TEXT NOT NULL,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    PRIMARY KEY (day, bot, user, conversation, model)
-);
-CREATE TABLE IF NOT EXISTS records (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
-    expires REAL
-);
-"""
-# Expired records are skipped when read and swept now and then, not on every write.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: conversations, usage and records (botkit 0.1)
+    """
+    CREATE TABLE IF NOT EXISTS turns (
+        id INTEGER PRIMARY KEY,
+        conversation TEXT NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        at REAL NOT NULL,
+        tokens INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns (conversation, id);
+    CREATE TABLE IF NOT EXISTS usage (
+        day TEXT NOT NULL,
+        bot TEXT NOT NULL,
+        user TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        PRIMARY KEY (day, bot, user, conversation, model)
+    );
+    CREATE TABLE IF NOT EXISTS records (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        expires REAL
+    );
+    """,
+    # 2: what many workers share: message ids on turns (whose ids now never repeat, so a
+    # reader's cursor survives a reset), locks, the inbox, rates, handoffs
+    """
+    CREATE TABLE turns_2 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation TEXT NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        at REAL NOT NULL,
+        tokens INTEGER NOT NULL,
+        message_id TEXT,
+        reply_to TEXT,
+        kind TEXT,
+        name TEXT
+    );
+    INSERT INTO turns_2 (id, conversation, role, content, at, tokens)
+        SELECT id, conversation, role, content, at, tokens FROM turns;
+    DROP TABLE turns;
+    ALTER TABLE turns_2 RENAME TO turns;
+    CREATE INDEX turns_by_conversation ON turns (conversation, id);
+    CREATE TABLE locks (key TEXT PRIMARY KEY, token TEXT NOT NULL, expires REAL NOT NULL);
+    CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY,
+        channel TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        owner TEXT,
+        expires REAL NOT NULL,
+        attempts INTEGER NOT NULL,
+        dedupe TEXT UNIQUE,
+        done INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX inbox_ready ON inbox (channel, expires) WHERE done = 0;
+    CREATE TABLE rates (key TEXT PRIMARY KEY, tat REAL NOT NULL);
+    CREATE TABLE handoffs (
+        id TEXT PRIMARY KEY,
+        conversation TEXT NOT NULL,
+        bot TEXT NOT NULL,
+        state TEXT NOT NULL,
+        desk_ref TEXT,
+        created REAL NOT NULL,
+        version INTEGER NOT NULL,
+        data TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX handoffs_open ON handoffs (conversation) WHERE state != 'resolved';
+    CREATE INDEX handoffs_by_desk ON handoffs (desk_ref);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Expired rows are skipped when read and swept now and then, not on every write.
 _SWEEP_EVERY = 1000
+_DONE_KEPT = 24 * 3600.0
+"""Finished inbox items are kept this long, so a platform's re-delivery is recognised."""
+_TURN_COLUMNS = "role, content, at, tokens, message_id, reply_to, kind, name"
 
 
 @cache
-def _insert_sql(rows: int) -> str:
-    values = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
-    return f"INSERT INTO turns (conversation, role, content, at, tokens) VALUES {values}"
+def _insert_sql(rows: int, fenced: bool) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    columns = f"conversation, {_TURN_COLUMNS}"
+    if not fenced:
+        return f"INSERT INTO turns ({columns}) VALUES {values}"
+    # One statement: the lease is checked and the turns written atomically.
+    return (
+        f"INSERT INTO turns ({columns}) SELECT * FROM (VALUES {values})"
+        " WHERE EXISTS (SELECT 1 FROM locks WHERE key = ? AND token = ?) RETURNING id"
+    )
 
 
 def _try_open(path: Path) -> None:
@@ -62,17 +140,30 @@ def _try_open(path: Path) -> None:
 
 
 class SqliteStore(Store):
-    """Conversations in an SQLite file; open it with `await SqliteStore.open(path)`."""
+    """Everything in one SQLite file; open it with `await SqliteStore.open(path)`."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, *, busy_timeout: float) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        path: Path,
+        *,
+        busy_timeout: float,
+        lease: float = DEFAULT_LEASE,
+    ) -> None:
+        super().__init__(lease=lease)
         self._db = db
         self.path = path
         self._busy_timeout = busy_timeout
         self._writes_until_sweep = 0
+        self.worker = secrets.token_hex(8)
+        self.poll = 0.5
 
     @classmethod
-    async def open(cls, path: Path, *, busy_timeout: float = 5.0) -> SqliteStore:
-        """Open (creating if needed) the file; wait up to `busy_timeout` s for another writer."""
+    async def open(
+        cls, path: Path, *, busy_timeout: float = 5.0, lease: float = DEFAULT_LEASE
+    ) -> SqliteStore:
+        """Open (creating or upgrading if needed) the file; wait up to `busy_timeout` s for
+        another writer."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Tried on a plain thread first: when aiosqlite's own open fails, its thread
@@ -82,7 +173,7 @@ class SqliteStore(Store):
             db = await aiosqlite.connect(path, isolation_level=None)
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"cannot open the SQLite store {path}: {err}") from err
-        store = cls(db, path, busy_timeout=busy_timeout)
+        store = cls(db, path, busy_timeout=busy_timeout, lease=lease)
         try:
             await store._initialize()
         except sqlite3.Error as err:
@@ -105,25 +196,95 @@ class SqliteStore(Store):
                 if "locked" not in str(err) or time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.02)
-        await self._db.executescript(_SCHEMA)
+        await self._migrate()
+
+    async def _migrate(self) -> None:
+        """Bring the schema to `SCHEMA_VERSION`, in one immediate transaction, so two
+        processes opening an old file at once upgrade it once."""
+        version = int(list(await self._db.execute_fetchall("PRAGMA user_version"))[0][0])
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"SQLite store {self.path}: written by a newer botkit (schema {version}, "
+                f"this one knows {SCHEMA_VERSION}); upgrade botkit"
+            )
+        # Statement by statement: executescript would commit the open transaction first.
+        # The version is read again inside the transaction: another process may have won.
+        await self._db.execute_fetchall("BEGIN IMMEDIATE")
+        try:
+            version = int(list(await self._db.execute_fetchall("PRAGMA user_version"))[0][0])
+            for number in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        await self._db.execute_fetchall(statement)
+            await self._db.execute_fetchall(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await self._db.execute_fetchall("COMMIT")
+        except BaseException:
+            await self._db.execute_fetchall("ROLLBACK")
+            raise
+
+    # --- conversations ---------------------------------------------------------------
 
     async def recent(self, key: str, limit: int) -> list[Turn]:
         if limit <= 0:
             return []
         rows = await self._rows(
-            "SELECT role, content, at, tokens FROM turns"
-            " WHERE conversation = ? ORDER BY id DESC LIMIT ?",
+            f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation = ? ORDER BY id DESC LIMIT ?",
             (key, limit),
         )
         return [Turn(*row) for row in reversed(rows)]
 
-    async def append(self, key: str, turns: Sequence[Turn]) -> None:
-        if turns:
-            params = [v for t in turns for v in (key, t.role, t.content, t.at, t.tokens)]
-            await self._rows(_insert_sql(len(turns)), params)
+    async def append(self, key: str, turns: Sequence[Turn], *, lease: Lease | None = None) -> None:
+        if not turns:
+            return
+        params: list[Any] = [
+            v
+            for t in turns
+            for v in (key, t.role, t.content, t.at, t.tokens, t.id, t.reply_to, t.kind, t.name)
+        ]
+        if lease is None:
+            await self._rows(_insert_sql(len(turns), False), params)
+        elif not await self._rows(_insert_sql(len(turns), True), [*params, key, lease.token]):
+            raise LeaseLost(f"the lock of {key} has passed to another worker")
 
     async def reset(self, key: str) -> None:
         await self._rows("DELETE FROM turns WHERE conversation = ?", (key,))
+
+    async def cursor(self, key: str) -> int:
+        rows = await self._rows(
+            "SELECT COALESCE(MAX(id), 0) FROM turns WHERE conversation = ?", (key,)
+        )
+        return int(rows[0][0])
+
+    async def turns_since(self, key: str, cursor: int) -> tuple[int, list[Turn]]:
+        rows = await self._rows(
+            f"SELECT id, {_TURN_COLUMNS} FROM turns WHERE conversation = ? AND id > ? ORDER BY id",
+            (key, cursor),
+        )
+        return (rows[-1][0] if rows else cursor), [Turn(*row[1:]) for row in rows]
+
+    async def _try_lock(self, lease: Lease) -> bool:
+        now = time.time()
+        taken = await self._write(
+            "INSERT INTO locks (key, token, expires) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET token = excluded.token, expires = excluded.expires"
+            " WHERE locks.expires <= ? RETURNING 1",
+            (lease.key, lease.token, now + self.lease, now),
+        )
+        return bool(taken)
+
+    async def _renew_lock(self, lease: Lease) -> bool:
+        renewed = await self._rows(
+            "UPDATE locks SET expires = ? WHERE key = ? AND token = ? RETURNING 1",
+            (time.time() + self.lease, lease.key, lease.token),
+        )
+        return bool(renewed)
+
+    async def _unlock(self, lease: Lease) -> None:
+        await self._rows("DELETE FROM locks WHERE key = ? AND token = ?", (lease.key, lease.token))
+
+    # --- records -----------------------------------------------------------------------
 
     async def get_record(self, key: str) -> dict[str, Any] | None:
         rows = await self._rows(
@@ -154,6 +315,8 @@ class SqliteStore(Store):
             (key, now + ttl, now),
         )
         return bool(claimed)
+
+    # --- usage -------------------------------------------------------------------------
 
     async def add_usage(self, records: Sequence[UsageRecord]) -> None:
         if not records:
@@ -190,6 +353,148 @@ class SqliteStore(Store):
         )
         return int(rows[0][0])
 
+    # --- rates -------------------------------------------------------------------------
+
+    async def take_rate(
+        self, key: str, cost: float, *, rate: float, burst: float, max_wait: float
+    ) -> float:
+        now, step, window = time.time(), cost / rate, burst / rate
+        # GCRA in one statement: a key seen for the first time starts from now.
+        rows = await self._write(
+            "INSERT INTO rates (key, tat) SELECT ?, ? WHERE ? <= ?"
+            " ON CONFLICT (key) DO UPDATE SET tat = max(rates.tat, ?) + ?"
+            " WHERE max(rates.tat, ?) + ? - ? - ? <= ? RETURNING tat",
+            (key, now + step, step - window, max_wait, now, step, now, step, window, now, max_wait),
+        )
+        if rows:
+            return max(0.0, float(rows[0][0]) - window - now)
+        held = await self._rows("SELECT tat FROM rates WHERE key = ?", (key,))
+        tat = max(float(held[0][0]), now) if held else now
+        return max(0.0, tat + step - window - now)
+
+    # --- the inbox ---------------------------------------------------------------------
+
+    async def inbox_add(
+        self,
+        *,
+        channel: str,
+        conversation: str,
+        payload: dict[str, Any],
+        dedupe: str | None = None,
+        owned: bool = True,
+    ) -> InboxItem | None:
+        rows = await self._write(
+            "INSERT INTO inbox (channel, conversation, payload, owner, expires, attempts, dedupe)"
+            " VALUES (?, ?, ?, ?, ?, 1, ?) ON CONFLICT (dedupe) DO NOTHING RETURNING id",
+            (
+                channel,
+                conversation,
+                json.dumps(payload),
+                self.worker if owned else None,
+                time.time() + self.lease if owned else 0.0,
+                dedupe,
+            ),
+        )
+        if not rows:
+            return None
+        item = InboxItem(str(rows[0][0]), channel, conversation, payload)
+        if owned:
+            self._hold(item)
+        else:
+            await self.publish(INBOX_TOPIC)
+        return item
+
+    async def inbox_take(self, channels: Sequence[str], *, limit: int = 20) -> list[InboxItem]:
+        if not channels:
+            return []
+        now = time.time()
+        marks = ", ".join("?" * len(channels))
+        where = f"done = 0 AND expires <= ? AND channel IN ({marks})"
+        # A read first: most polls find nothing, and a read takes no write lock.
+        if not await self._rows(f"SELECT 1 FROM inbox WHERE {where} LIMIT 1", (now, *channels)):
+            return []
+        rows = await self._write(
+            "UPDATE inbox SET owner = ?, expires = ?, attempts = attempts + 1"
+            f" WHERE id IN (SELECT id FROM inbox WHERE {where} ORDER BY id LIMIT ?)"
+            " RETURNING id, channel, conversation, payload, attempts",
+            (self.worker, now + self.lease, now, *channels, limit),
+        )
+        items = [
+            InboxItem(str(i), channel, conversation, json.loads(payload), attempts)
+            for i, channel, conversation, payload, attempts in sorted(rows)
+        ]
+        return [self._hold(item) for item in items]
+
+    async def inbox_done(self, item: InboxItem) -> None:
+        self._release(item)
+        await self._write(
+            "UPDATE inbox SET done = 1, payload = '{}', owner = NULL, expires = ? WHERE id = ?",
+            (time.time(), int(item.id)),
+        )
+
+    async def inbox_later(self, item: InboxItem, *, delay: float) -> None:
+        self._release(item)
+        await self._write(
+            "UPDATE inbox SET owner = NULL, expires = ? WHERE id = ? AND done = 0",
+            (time.time() + delay, int(item.id)),
+        )
+        await self.publish(INBOX_TOPIC)
+
+    async def _renew_items(self, items: Sequence[InboxItem]) -> None:
+        await self._rows(
+            "UPDATE inbox SET expires = ? WHERE owner = ? AND done = 0",
+            (time.time() + self.lease, self.worker),
+        )
+
+    # --- handoffs ----------------------------------------------------------------------
+
+    async def handoff_open(self, handoff: Handoff) -> Handoff:
+        opened = await self._write(
+            "INSERT INTO handoffs (id, conversation, bot, state, desk_ref, created, version, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING 1",
+            _handoff_row(handoff),
+        )
+        if opened:
+            return handoff
+        current = await self.handoff_current(handoff.conversation)
+        if current is None:  # resolved in between: try again
+            return await self.handoff_open(handoff)
+        return current
+
+    async def handoff_get(self, handoff_id: str) -> Handoff | None:
+        return await self._handoff("id = ?", handoff_id)
+
+    async def handoff_current(self, conversation: str) -> Handoff | None:
+        return await self._handoff("conversation = ? AND state != 'resolved'", conversation)
+
+    async def handoff_by_desk(self, desk_ref: str) -> Handoff | None:
+        return await self._handoff("desk_ref = ? ORDER BY created DESC LIMIT 1", desk_ref)
+
+    async def handoff_update(self, handoff: Handoff) -> Handoff | None:
+        row = _handoff_row(handoff)
+        updated = await self._write(
+            "UPDATE handoffs SET state = ?, desk_ref = ?, version = version + 1, data = ?"
+            " WHERE id = ? AND version = ? RETURNING version",
+            (handoff.state, handoff.desk_ref, row[-1], handoff.id, handoff.version),
+        )
+        if not updated:
+            return None
+        return Handoff.from_json({**handoff.to_json(), "version": updated[0][0]})
+
+    async def handoffs_open(self, bot: str | None = None) -> list[Handoff]:
+        rows = await self._rows(
+            "SELECT data, version FROM handoffs WHERE state != 'resolved'"
+            " AND (? IS NULL OR bot = ?) ORDER BY created",
+            (bot, bot),
+        )
+        return [_handoff(row) for row in rows]
+
+    async def _handoff(self, where: str, value: str) -> Handoff | None:
+        rows = await self._rows(f"SELECT data, version FROM handoffs WHERE {where}", (value,))
+        return _handoff(rows[0]) if rows else None
+
+    # --- statements --------------------------------------------------------------------
+
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run one statement to completion in a single trip to the database thread.
 
@@ -205,10 +510,18 @@ class SqliteStore(Store):
         self._writes_until_sweep -= 1
         if self._writes_until_sweep <= 0:
             self._writes_until_sweep = _SWEEP_EVERY
-            await self._rows("DELETE FROM records WHERE expires <= ?", (time.time(),))
+            await self._sweep()
         return rows
 
+    async def _sweep(self) -> None:
+        now = time.time()
+        await self._rows("DELETE FROM records WHERE expires <= ?", (now,))
+        await self._rows("DELETE FROM locks WHERE expires <= ?", (now,))
+        await self._rows("DELETE FROM rates WHERE tat <= ?", (now,))
+        await self._rows("DELETE FROM inbox WHERE done = 1 AND expires <= ?", (now - _DONE_KEPT,))
+
     async def aclose(self) -> None:
+        await super().aclose()
         await self._db.close()
 
     def _error(self, err: sqlite3.Error) -> StoreError:
@@ -218,3 +531,22 @@ class SqliteStore(Store):
         elif isinstance(err, sqlite3.DatabaseError) and "not a database" in reason:
             reason = "the file is not an SQLite database (corrupt, or another kind of file)"
         return StoreError(f"SQLite store {self.path}: {reason}")
+
+
+def _handoff_row(handoff: Handoff) -> tuple[Any, ...]:
+    data = handoff.to_json()
+    del data["version"]
+    return (
+        handoff.id,
+        handoff.conversation,
+        handoff.bot,
+        handoff.state,
+        handoff.desk_ref,
+        handoff.created,
+        handoff.version,
+        json.dumps(data),
+    )
+
+
+def _handoff(row: tuple[str, int]) -> Handoff:
+    return Handoff.from_json({**json.loads(row[0]), "version": row[1]})

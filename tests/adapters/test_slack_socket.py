@@ -3,9 +3,9 @@ hands out, acknowledged by envelope id, answered through the Web API."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 from botkit.adapters.slack import SlackChannel
@@ -38,8 +38,10 @@ async def test_socket_mode_acknowledges_and_answers_without_an_http_endpoint(
     api: FakeSlackAPI, shop: BotDefinition
 ) -> None:
     async with serving(api, shop, app_token=APP_TOKEN, signing_secret=None) as bot:
-        with pytest.raises(OSError):  # no HTTP server: the channel has no routes
-            await asyncio.open_connection("127.0.0.1", bot.port)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bot.port}") as http:
+            # The HTTP server runs for health and metrics, but Slack has no route on it.
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.post("/slack/events", content=b"{}")).status_code == 404
         event = mention("When are you open?")
         envelope = await api.push(event_body(event))
         twin = await api.push(event_body(message(event["text"], ts=event["ts"])))

@@ -15,10 +15,11 @@ from openapi_spec_validator import validate
 from starlette.routing import Route
 
 from botkit.adapters import ServeOptions
-from botkit.adapters.web import WebChannel, build
+from botkit.adapters.web import build
 from botkit.app import BotApp
 from botkit.home import BotDefinition, BotHome
 from botkit.messages import Turn, Usage, conversation_key
+from botkit.serve import Health
 from botkit.settings import Settings
 from botkit.stores import MemoryStore
 from botkit.testing import FakeLLM, write_bot
@@ -399,16 +400,14 @@ async def test_metrics_count_messages_latency_tokens_and_errors(
     assert 'botkit_errors_total{bot="shop",kind="ConnectionError"} 1.0' in text
 
 
-async def test_metrics_are_per_channel_and_detach_on_close(shop: BotDefinition) -> None:
+async def test_metrics_are_per_app(shop: BotDefinition) -> None:
     settings = Settings(store={"url": "memory://"})
-    async with BotApp(settings=settings, bots=[shop]) as app:
-        first, second = WebChannel(app), build(app, ServeOptions())
-        pipeline = app.pipelines["shop"]
+    async with (
+        BotApp(settings=settings, bots=[shop]) as first,
+        BotApp(settings=settings, bots=[shop]) as second,
+    ):
         assert first.metrics.registry is not second.metrics.registry
-        assert len(pipeline.listeners) == 2
-        await first.aclose()
-        await second.aclose()
-        assert pipeline.listeners == []
+        assert first.pipelines["shop"].listeners == [first.metrics.observe]
 
 
 async def test_openapi_validates_and_matches_the_routes(
@@ -425,11 +424,13 @@ async def test_openapi_validates_and_matches_the_routes(
     channel = build(server.app, ServeOptions())
     served = {
         (route.path, method)
-        for route in channel.routes()
+        for route in [*channel.routes(), *Health(server.app, [channel]).routes()]
         if isinstance(route, Route) and route.include_in_schema
         for method in route.methods or ()
         if method != "HEAD"
     }
     await channel.aclose()
     assert described == served
-    assert {"/v1/sessions", "/v1/models", "/healthz", "/metrics"} <= {p for p, _ in served}
+    assert {"/v1/sessions", "/v1/models", "/healthz", "/readyz", "/metrics"} <= {
+        p for p, _ in served
+    }

@@ -25,13 +25,22 @@ from tests.loopback import LoopbackServer
 
 
 @dataclass
+class ToolCall:
+    """The model calling a function; `arguments` is the JSON text it writes."""
+
+    name: str
+    arguments: str
+
+
+@dataclass
 class Answer:
-    text: str = "Hello from the test server."
+    text: str | None = "Hello from the test server."
     finish_reason: str = "stop"
     usage: dict[str, int] | None = field(
         default_factory=lambda: {"prompt_tokens": 42, "completion_tokens": 7, "total_tokens": 49}
     )
     delay: float = 0.0
+    tool_call: ToolCall | None = None
 
 
 @dataclass
@@ -48,6 +57,7 @@ class Streamed:
     finish_reason: str = "stop"
     break_after: int | None = None  # drop the connection after this many deltas
     usage: bool = True
+    tool_call: ToolCall | None = None  # streamed after the deltas, its arguments in pieces
 
 
 @dataclass
@@ -126,7 +136,7 @@ class OpenAIServer:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": step.text, "refusal": None},
-                    "finish_reason": step.finish_reason,
+                    "finish_reason": "tool_calls" if step.tool_call else step.finish_reason,
                     "logprobs": None,
                 }
             ],
@@ -134,6 +144,17 @@ class OpenAIServer:
         }
         if step.usage is not None:
             completion["usage"] = step.usage
+        if step.tool_call is not None:
+            completion["choices"][0]["message"]["tool_calls"] = [  # type: ignore[index]
+                {
+                    "id": "call_test",
+                    "type": "function",
+                    "function": {
+                        "name": step.tool_call.name,
+                        "arguments": step.tool_call.arguments,
+                    },
+                }
+            ]
         if openai_spec.available():
             self.violations += openai_spec.errors("CreateChatCompletionResponse", completion)
         return JSONResponse(completion, headers={"x-request-id": "req_test"})
@@ -161,8 +182,23 @@ class OpenAIServer:
             {**base, "choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": None}]}
             for delta in step.deltas
         ]
+        finish_reason = step.finish_reason
+        if (call := step.tool_call) is not None:
+            finish_reason = "tool_calls"
+            half = len(call.arguments) // 2
+            pieces = [
+                {"index": 0, "id": "call_test", "type": "function",
+                 "function": {"name": call.name, "arguments": call.arguments[:half]}},
+                {"index": 0, "function": {"arguments": call.arguments[half:]}},
+            ]  # fmt: skip
+            chunks += [
+                {**base, "choices": [
+                    {"index": 0, "delta": {"tool_calls": [piece]}, "finish_reason": None}
+                ]}
+                for piece in pieces
+            ]  # fmt: skip
         chunks.append(
-            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": step.finish_reason}]}
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]}
         )
         if step.usage:
             chunks.append(

@@ -70,7 +70,11 @@ def test_optional_templates_fall_back_to_defaults(tmp_path: Path) -> None:
     templates = PromptTemplates(folder)
     user = type("U", (), {"name": "Ann"})()
     assert templates.render("welcome", {"user": user}) == "Welcome, Ann!"
-    assert "/reset" in templates.render("help", {})
+    bot = type("B", (), {"name": "b", "handoff": False})()
+    assert "/reset" in templates.render("help", {"bot": bot})
+    assert "/human" not in templates.render("help", {"bot": bot})
+    bot.handoff = True
+    assert "/human" in templates.render("help", {"bot": bot})
     assert "support team" in templates.render("fallback", {})
 
 

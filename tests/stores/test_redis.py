@@ -18,5 +18,5 @@ async def test_an_unreachable_redis_is_a_clear_error_without_the_password(tmp_pa
 
 
 async def test_an_unknown_scheme_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unsupported store URL scheme 'postgres'"):
-        await open_store("postgres://localhost/db", home=tmp_path)
+    with pytest.raises(ConfigError, match="unsupported store URL scheme 'mysql'"):
+        await open_store("mysql://localhost/db", home=tmp_path)

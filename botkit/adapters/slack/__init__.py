@@ -87,6 +87,7 @@ class SlackChannel:
     ) -> None:
         settings = app.settings.slack
         self.name = _served_bot(app, settings)
+        self.bots = [self.name]
         self._pipeline = app.pipelines[self.name]
         self._store = app.store
         self._edit_interval = edit_interval

@@ -20,7 +20,8 @@ from starlette.routing import BaseRoute
 from botkit.adapters import ServeOptions
 from botkit.adapters.telegram.bot import TelegramBot, Timing
 from botkit.adapters.telegram.incoming import BotIdentity, is_addressed, to_incoming
-from botkit.errors import ConfigError, Problem
+from botkit.errors import ConfigError, DeliveryError, Problem
+from botkit.stores.base import InboxItem
 
 __all__ = ["BotIdentity", "TelegramChannel", "Timing", "build", "is_addressed", "to_incoming"]
 
@@ -106,6 +107,14 @@ class TelegramChannel:
     async def run(self) -> None:
         # gather, not a TaskGroup: a bot's ConfigError must reach the CLI as itself.
         await asyncio.gather(*(bot.run() for bot in self._bots))
+
+    async def resume(self, item: InboxItem) -> None:
+        """Answer or deliver an inbox item, through the bot it names."""
+        name = item.payload["address"]["bot"]
+        bot = next((bot for bot in self._bots if bot.name == name), None)
+        if bot is None:
+            raise DeliveryError(f"bot {name!r} is not served on Telegram here")
+        await bot.resume(item)
 
     async def aclose(self) -> None:
         await asyncio.gather(*(bot.aclose() for bot in self._bots))

@@ -1,6 +1,6 @@
-"""The web channel: the sessions API, metrics, the OpenAPI document and the chat page.
+"""The web channel: the sessions API, the OpenAPI document and the chat page.
 
-api.py        /v1/ sessions and models (API keys), /healthz, /metrics, /openapi.json
+api.py        /v1/ sessions and models (API keys), /openapi.json
 page.py       the chat page at /, /embed.js, and its public sessions under /chat/
 sessions.py   session records in the store; replies run as tasks of their own
 protocol.py   JSON bodies in, JSON errors and Server-Sent Events out
@@ -21,7 +21,6 @@ from botkit.adapters.web.page import ChatPage
 from botkit.adapters.web.ratelimit import ClientRateLimit
 from botkit.adapters.web.sessions import Replies, Sessions
 from botkit.app import BotApp
-from botkit.metrics import ReplyMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +36,6 @@ class WebChannel:
     ) -> None:
         web = app.settings.web
         self.app = app
-        self.metrics = ReplyMetrics()
-        self.metrics.attach(app.pipelines.values())
         self.replies = Replies(grace=grace)
         sessions = Sessions(app.store, app.pipelines)
         per_minute = web.public_messages_per_minute
@@ -54,7 +51,6 @@ class WebChannel:
             replies=self.replies,
             access=KeyAccess(web.keys),
             max_message_chars=web.max_message_chars,
-            metrics=self.metrics,
             openapi=openapi_document(__version__),
         )
         self.page = ChatPage(
@@ -78,7 +74,6 @@ class WebChannel:
 
     async def aclose(self) -> None:
         await self.replies.aclose()
-        self.metrics.detach(self.app.pipelines.values())
 
 
 def build(app: BotApp, options: ServeOptions) -> WebChannel:

@@ -1,4 +1,4 @@
-"""The sessions API under /v1/ (API keys), plus /healthz, /metrics and /openapi.json."""
+"""The sessions API under /v1/ (API keys), plus /openapi.json."""
 
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ from botkit.adapters.web.schemas import (
     SessionState,
 )
 from botkit.adapters.web.sessions import Replies, Session, Sessions
-from botkit.metrics import CONTENT_TYPE, ReplyMetrics
 from botkit.pipeline import Pipeline
 from botkit.stores.base import ConversationStore
 
@@ -85,7 +84,9 @@ def choose_bot(requested: str | None, served: Sequence[str], *, default_first: b
 async def history(store: ConversationStore, session: Session) -> list[SessionMessage]:
     turns = await store.recent(session.conversation_key, HISTORY_LIMIT)
     return [
-        SessionMessage(role=t.role, content=t.content, time=datetime.fromtimestamp(t.at, UTC))
+        SessionMessage(
+            role=t.role, content=t.content, time=datetime.fromtimestamp(t.at, UTC), name=t.name
+        )
         for t in turns
     ]
 
@@ -103,7 +104,6 @@ class SessionsApi:
         replies: Replies,
         access: KeyAccess,
         max_message_chars: int,
-        metrics: ReplyMetrics,
         openapi: dict[str, Any],
     ) -> None:
         self._pipelines = pipelines
@@ -113,7 +113,6 @@ class SessionsApi:
         self._replies = replies
         self._access = access
         self._max_chars = max_message_chars
-        self._metrics = metrics
         self._openapi = openapi
 
     def routes(self) -> list[Route]:
@@ -125,8 +124,6 @@ class SessionsApi:
                 "/v1/sessions/{session_id}/messages", endpoint(self.post_message), methods=["POST"]
             ),
             Route("/v1/models", endpoint(self.list_models), methods=["GET"]),
-            Route("/healthz", self.health, methods=["GET"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
         ]
 
@@ -177,12 +174,6 @@ class SessionsApi:
             ]
         )
         return JSONResponse(models.model_dump(mode="json"))
-
-    async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def metrics(self, request: Request) -> Response:
-        return Response(self._metrics.render(), media_type=CONTENT_TYPE)
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(self._openapi)

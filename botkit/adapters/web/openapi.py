@@ -101,6 +101,15 @@ def openapi_document(version: str) -> dict[str, Any]:
                 )
             },
             "/healthz": {"get": _op("Liveness", ok=("200", "Health"))},
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: the store answers and every channel has started",
+                    "responses": {
+                        "200": {"description": "Ready"},
+                        "503": {"description": "Not ready; the body lists why"},
+                    },
+                }
+            },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",

@@ -7,7 +7,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from botkit.messages import Reply
+from botkit.messages import Reply, ReplyKind, Role
 
 
 class _Request(BaseModel):
@@ -55,7 +55,9 @@ class MessageReply(BaseModel):
     message_id: str
     usage: TokenUsage
     finish_reason: str
-    kind: Literal["answer", "fallback", "command", "limit"]
+    kind: ReplyKind = Field(
+        description='"relayed" (with an empty reply) when a person handles the conversation.'
+    )
 
     @classmethod
     def of(cls, reply: Reply, message_id: str, **extra: Any) -> Self:
@@ -79,9 +81,10 @@ class PageReply(MessageReply):
 
 
 class SessionMessage(BaseModel):
-    role: Literal["user", "assistant"]
+    role: Role = Field(description='"agent" for a message from a person who took over.')
     content: str
     time: datetime
+    name: str | None = Field(default=None, description="The agent's name (role agent).")
 
 
 class PageMessage(SessionMessage):
