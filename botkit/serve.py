@@ -249,6 +249,9 @@ def _http_server(routes: Sequence[BaseRoute], options: ServeOptions) -> uvicorn.
         ),
         lifespan="off",
         log_level="warning",
+        # uvicorn's own handlers would bypass the root's, and with them the CLI's
+        # secret redactor: its records go to the root like every other library's.
+        log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(GRACEFUL_SECONDS),
     )

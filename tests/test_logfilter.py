@@ -183,7 +183,13 @@ async def test_no_secret_is_logged_with_webhooks_and_the_web_at_debug(
                 assert sent.status_code == 200
             await telegram.until(lambda: telegram.chat(PRIVATE_CHAT), 30)
             await slack.until(lambda: slack.thread(slack_api.CHANNEL, event["ts"]), 30)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"NOT HTTP\r\n\r\n")  # uvicorn logs a warning about it
+            await reader.read()
+            writer.close()
     assert_no_secret_in(log[0])
+    # uvicorn's records, too, pass the root's handler (and its redactor).
+    assert "WARNING uvicorn.error: Invalid HTTP request received." in log[0]
     # The lines that used to carry them were logged, redacted.
     assert "setWebhook" in log[0] and f"/bot{REDACTED}/" in log[0]
     keys = [request.headers["authorization"] for request in llm.received]
