@@ -202,16 +202,13 @@ def test_the_console_script_works_end_to_end(home: Path) -> None:
 
 def test_verbose_works_before_and_after_the_command(home: Path) -> None:
     def debug_lines(*args: str) -> int:
-        result = subprocess.run(
-            [*BOTKIT, *args], input="hi\n", capture_output=True, text=True, cwd=home, timeout=60
-        )
+        result = subprocess.run([*BOTKIT, *args], capture_output=True, text=True, cwd=home)
         assert result.returncode == 0, result.stderr
-        return result.stderr.count(" DEBUG ")
+        return result.stderr.count(" DEBUG ")  # e.g. bm25s building the FAQ index
 
-    assert debug_lines("chat", "shop") == 0
-    assert debug_lines("-vv", "chat", "shop") > 0  # the form `botkit --help` shows
-    assert debug_lines("chat", "shop", "-vv") > 0
-    assert debug_lines("-v", "chat", "shop", "-v") > 0  # counted together
+    assert debug_lines("check", "shop") == 0
+    assert debug_lines("-vv", "check", "shop") > 0  # the form `botkit --help` shows
+    assert debug_lines("-v", "check", "shop", "-v") > 0  # after the command too, counted together
 
 
 def test_input_that_is_not_utf8_is_answered_line_by_line(home: Path) -> None:
