@@ -137,8 +137,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _redact_keys(args: argparse.Namespace, bots: Sequence[BotDefinition]) -> None:
-    """The fallbacks' keys come from variables each bot's TOML names: redact them too."""
-    args.redactor.add(*(f.api_key for bot in bots for f in bot.settings.fallbacks))
+    """The fallbacks' keys come from variables each bot's TOML names: redact them too
+    (and any `SecretStr` a bot's settings may hold)."""
+    from botkit.logfilter import secrets_of
+
+    for bot in bots:
+        args.redactor.add(*(f.api_key for f in bot.settings.fallbacks), *secrets_of(bot.settings))
 
 
 def _list(args: argparse.Namespace) -> int:
