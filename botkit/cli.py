@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import secrets
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from botkit.errors import BotkitError, ConfigError, Problem
 
 if TYPE_CHECKING:
+    from botkit.home import BotDefinition
     from botkit.settings import Settings
 
 Command = Callable[[argparse.Namespace], int]
@@ -25,11 +27,19 @@ T = TypeVar("T")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from botkit.logfilter import SecretRedactor
+
     logging.basicConfig(
-        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose + args.more, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # On the root's handlers, the redactor sees every logger's records; `_settings`
+    # gives it every secret as soon as they are read.
+    args.redactor = SecretRedactor()
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(args.redactor)
     command: Command = args.command
     try:
         return command(args)
@@ -42,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        for handler in handlers:
+            handler.removeFilter(args.redactor)
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
@@ -53,25 +66,34 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def _options(verbose: str) -> argparse.ArgumentParser:
+    """`--home` and `-v`, accepted before the command and after it."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
         "--home",
         type=Path,
         default=argparse.SUPPRESS,
         help="the folder holding prompts/ and bots/ (default: $BOTKIT_HOME, else .)",
     )
-    common.add_argument(
-        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log more (-vv: debug)"
+    # Counted separately before and after the command, and added up: a subcommand's
+    # parser starts from its own defaults and would otherwise reset `botkit -v serve`.
+    options.add_argument(
+        "-v", "--verbose", action="count", dest=verbose, default=0, help="log more (-vv: debug)"
     )
+    return options
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="botkit", parents=[common], description="Customer-support bots from prompt folders."
+        prog="botkit",
+        parents=[_options("verbose")],
+        description="Customer-support bots from prompt folders.",
     )
-    parser.set_defaults(verbose=0)
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    after = _options("more")
 
     def add(name: str, run: Command, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub = commands.add_parser(name, parents=[after], help=help, description=help)
         sub.set_defaults(command=run)
         return sub
 
@@ -123,20 +145,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from pydantic import ValidationError
-
+    from botkit.logfilter import secrets_of
     from botkit.settings import Settings
 
-    try:
-        settings = Settings()
-    except ValidationError as err:
-        raise ConfigError(
-            Problem(Path("environment"), f"{'.'.join(map(str, e['loc']))}: {e['msg']}")
-            for e in err.errors()
-        ) from err
-    if "home" in args:
-        settings = settings.model_copy(update={"home": args.home})
+    settings = Settings.from_environment(home=args.home if "home" in args else None)
+    args.redactor.add(*secrets_of(settings))
     return settings
+
+
+def _redact_keys(args: argparse.Namespace, bots: Sequence[BotDefinition]) -> None:
+    """The fallbacks' keys come from variables each bot's TOML names: redact them too
+    (and any `SecretStr` a bot's settings may hold)."""
+    from botkit.logfilter import secrets_of
+
+    for bot in bots:
+        args.redactor.add(*(f.api_key for f in bot.settings.fallbacks), *secrets_of(bot.settings))
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -144,10 +167,22 @@ def _list(args: argparse.Namespace) -> int:
 
     home = BotHome(_settings(args).home)
     names = home.names()
-    width = max((len(n) for n in names), default=0)
+    orphans = {Path(problem.path).stem: problem for problem in home.orphans()}
+    if not names and not orphans:
+        print(f"no bots in {home.path.resolve()}; create one with 'botkit new NAME'")
+        return 0
+    width = max(len(name) for name in [*names, *orphans])
+    broken = bool(orphans)
     for name in names:
-        print(f"{name:<{width}}  {home.describe(name)}".rstrip())
-    return 0
+        if problems := home.check(name):
+            broken = True
+            count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+            print(f"{name:<{width}}  BROKEN ({count}): see botkit check {name}")
+        else:
+            print(f"{name:<{width}}  {home.describe(name)}".rstrip())
+    for name, problem in orphans.items():
+        print(f"{name:<{width}}  BROKEN: {problem.message}")
+    return 1 if broken else 0
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -155,10 +190,13 @@ def _check(args: argparse.Namespace) -> int:
 
     home = BotHome(_settings(args).home)
     names = [args.name] if args.name else home.names()
+    orphans = [] if args.name else home.orphans()
+    for problem in orphans:
+        print(problem)
     if not names:
         print(f"{home.prompts}: no bots here; create one with 'botkit new NAME'", file=sys.stderr)
         return 1
-    failed = False
+    failed = bool(orphans)
     for name in names:
         problems = home.check(name)
         failed = failed or bool(problems)
@@ -293,6 +331,7 @@ def _chat(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     bot = BotHome(settings.home).load_checked(args.name)
+    _redact_keys(args, [bot])
     user = args.user or getpass.getuser()
 
     async def run() -> None:
@@ -317,6 +356,8 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from pydantic import SecretStr
+
     from botkit.adapters import ServeOptions
     from botkit.app import BotApp
     from botkit.home import BotHome
@@ -325,6 +366,13 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     home = BotHome(settings.home)
     bots = [home.load_checked(name) for name in dict.fromkeys(args.names)]
+    _redact_keys(args, bots)
+    if args.webhook and settings.telegram.webhook_secret is None:
+        # Made here rather than by the channel, so the redactor knows it before it is sent.
+        secret = SecretStr(secrets.token_urlsafe(32))
+        telegram = settings.telegram.model_copy(update={"webhook_secret": secret})
+        settings = settings.model_copy(update={"telegram": telegram})
+        args.redactor.add(secret)
     options = ServeOptions(
         channels=tuple(dict.fromkeys(args.channels or ["web"])),
         host=args.host,

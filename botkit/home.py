@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,21 @@ class BotHome:
         return sorted(
             p.name for p in self.prompts.iterdir() if p.is_dir() and BOT_NAME.match(p.name)
         )
+
+    def orphans(self) -> list[Problem]:
+        """`bots/NAME.toml` files with no `prompts/NAME/`: a misspelt name, else ignored."""
+        if not self.bots.is_dir():
+            return []
+        names = self.names()
+        problems = []
+        for path in sorted(self.bots.glob("*.toml")):
+            if path.stem in names:
+                continue
+            message = f"no prompt folder prompts/{path.stem}/, so no bot uses these settings"
+            if near := difflib.get_close_matches(path.stem, names, n=1):
+                message += f" (did you mean bots/{near[0]}.toml, for prompts/{near[0]}/?)"
+            problems.append(Problem(path, message))
+        return problems
 
     def settings_path(self, name: str) -> Path:
         return self.bots / f"{name}.toml"

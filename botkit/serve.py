@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 import socket
+import sys
 from collections.abc import Iterator, Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING
@@ -51,6 +52,31 @@ def load_channel(name: str) -> ChannelFactory:
         raise
     build: ChannelFactory = getattr(module, factory)
     return build
+
+
+def describe(channel: str, app: BotApp, options: ServeOptions, port: int) -> str:
+    """The line `botkit serve` prints for a channel at start: where it listens, or how."""
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    server = f"http://{host}:{port}"
+    names = [bot.name for bot in app.bots]
+    if channel == "web":
+        page = "chat page /" if app.settings.web.public_messages_per_minute else "chat page off"
+        return f"web: {server}/ (sessions API /v1/, {page})"
+    if channel == "telegram":
+        if options.webhook_url is None:
+            return f"telegram: {', '.join(names)} by long polling"
+        from botkit.adapters.telegram import webhook_urls
+
+        hooks = "; ".join(
+            f"{name} at {url}" for name, url in webhook_urls(options.webhook_url, names).items()
+        )
+        return f"telegram: by webhook, {hooks} (served on {server})"
+    if channel == "slack":
+        bot = app.settings.slack.bot or names[0]
+        if app.settings.slack.app_token is not None:
+            return f"slack: {bot} by Socket Mode"
+        return f"slack: {bot} by the Events API at {server}/slack/events"
+    return f"{channel}: started"
 
 
 async def serve(app: BotApp, options: ServeOptions) -> None:
@@ -93,6 +119,9 @@ async def serve(app: BotApp, options: ServeOptions) -> None:
         server_task = asyncio.create_task(server.serve(sockets=[listener]))
         server_task.add_done_callback(lambda _: stop.set())
         logger.info("listening on http://%s:%d", options.host, listener.getsockname()[1])
+        port = listener.getsockname()[1]
+        for name in options.channels:
+            print(describe(name, app, options, port), file=sys.stderr, flush=True)
         try:
             with _signals_set(stop):
                 await stop.wait()
@@ -223,6 +252,9 @@ def _http_server(routes: Sequence[BaseRoute], options: ServeOptions) -> uvicorn.
         ),
         lifespan="off",
         log_level="warning",
+        # uvicorn's own handlers would bypass the root's, and with them the CLI's
+        # secret redactor: its records go to the root like every other library's.
+        log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(GRACEFUL_SECONDS),
     )

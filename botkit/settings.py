@@ -1,21 +1,28 @@
 """Settings, read once at the edge: the process's environment and each bot's TOML.
 
-`Settings` comes from the environment (prefix `BOTKIT_`, nested sections split at
-the first underscore: `BOTKIT_LLM_BASE_URL` is `llm.base_url`) and a `.env` file
-in the current directory. `BotSettings` comes from `bots/NAME.toml`; a bot
-without that file runs on the defaults below.
+`Settings` holds plain values: `Settings(llm={"model": "m"})` is exactly that, and
+never looks at the environment, so a bot embedded in another application does not
+change behaviour with the host's variables. `Settings.from_environment()` is what
+the CLI uses: prefix `BOTKIT_`, nested sections split at the first underscore
+(`BOTKIT_LLM_BASE_URL` is `llm.base_url`), the platforms' own variables
+(`OPENAI_API_KEY`, `TELEGRAM_BOT_TOKEN`, …) when the `BOTKIT_` ones are unset, and
+`.env` files in the bot home and the current directory. `BotSettings` comes from
+`bots/NAME.toml`; a bot without that file runs on the defaults below.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,6 +32,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from botkit.errors import ConfigError, Problem
@@ -44,7 +52,33 @@ def parse_duration(value: object) -> object:
     return value
 
 
+def _http_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        valid = valid and (parts.port or 0) >= 0
+    except ValueError:  # a port that is not a number, an unclosed [
+        valid = False
+    if not valid:
+        raise ValueError("expected an http:// or https:// URL, such as https://api.example.com/v1")
+    return value
+
+
+def _from_json(value: object) -> object:
+    # The environment holds text; a dict or list setting is written as JSON there.
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"not valid JSON ({err.msg}, at character {err.pos + 1})") from None
+    return value
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+HttpURL = Annotated[str, AfterValidator(_http_url)]
+"""An absolute http(s) URL; anything else would only fail later, on every request."""
+FromJSON = BeforeValidator(_from_json)
+"""Put on every dict or list setting, so the environment can give it as JSON."""
 
 
 DEFAULT_LLM_BASE_URL = "https://api.openai.com/v1"
@@ -60,10 +94,10 @@ class Price(BaseModel):
 class LLMSettings(BaseModel):
     """Where completions come from; with no key and no base URL, bots answer offline."""
 
-    base_url: str | None = None
+    base_url: HttpURL | None = None
     api_key: SecretStr | None = None
     model: str = "gpt-4o-mini"
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Annotated[dict[str, str], FromJSON] = Field(default_factory=dict)
     timeout_connect: float = Field(default=5.0, gt=0)
     timeout_read: float = Field(default=60.0, gt=0)
     timeout_total: float = Field(default=120.0, gt=0)
@@ -75,7 +109,7 @@ class LLMSettings(BaseModel):
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)
     max_connections: int = Field(default=256, gt=0)
-    prices: dict[str, Price] = Field(default_factory=dict)
+    prices: Annotated[dict[str, Price], FromJSON] = Field(default_factory=dict)
     """Model name → price per million tokens, for `botkit usage`."""
 
 
@@ -99,8 +133,8 @@ class TelegramSettings(BaseModel):
     """`TELEGRAM_BOT_TOKEN` serves one bot; `bot_tokens` maps bot names to tokens for several."""
 
     bot_token: SecretStr | None = None
-    bot_tokens: dict[str, SecretStr] = Field(default_factory=dict)
-    base_url: str = "https://api.telegram.org"
+    bot_tokens: Annotated[dict[str, SecretStr], FromJSON] = Field(default_factory=dict)
+    base_url: HttpURL = "https://api.telegram.org"
     webhook_secret: SecretStr | None = None
 
 
@@ -110,7 +144,7 @@ class SlackSettings(BaseModel):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
     app_token: SecretStr | None = None
-    api_url: str = "https://slack.com/api/"
+    api_url: HttpURL = "https://slack.com/api/"
     slash_command: str = "/botkit"
     bot: str | None = None
     """Which bot answers on Slack when several are served (one Slack app is one bot)."""
@@ -130,16 +164,13 @@ class WebSettings(BaseModel):
         return [key.strip() for key in raw.split(",") if key.strip()]
 
 
-class Settings(BaseSettings):
-    """The process's settings: the bot home, the store and the LLM endpoint."""
+class Settings(BaseModel):
+    """The process's settings, as plain values: the bot home, the store, the LLM, channels.
 
-    model_config = SettingsConfigDict(
-        env_prefix="BOTKIT_",
-        env_nested_delimiter="_",
-        env_nested_max_split=1,
-        env_file=".env",
-        extra="ignore",
-    )
+    `Settings(...)` never reads the environment; `Settings.from_environment()` does.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     home: Path = Path(".")
     store: StoreSettings = StoreSettings()
@@ -148,8 +179,64 @@ class Settings(BaseSettings):
     slack: SlackSettings = SlackSettings()
     web: WebSettings = WebSettings()
 
+    @classmethod
+    def from_environment(cls, *, home: Path | None = None) -> Settings:
+        """Read the settings from the environment and the `.env` files.
+
+        The home is `home` if given, else `BOTKIT_HOME`, else the current directory.
+        Variables set in the environment win over `.env` files; a `.env` in the bot
+        home wins over one in the current directory. Raises `ConfigError` with one
+        line per bad variable, naming it.
+        """
+        try:
+            if home is None:
+                home = _Home(_env_file=".env").home  # type: ignore[call-arg]
+            # Later files win; the same file twice (home is the current directory) is read once.
+            env_files = {path.resolve(): path for path in (Path(".env"), home / ".env")}
+            files = tuple(env_files.values())
+            read = _Environment(home=home, _env_file=files)  # type: ignore[call-arg]
+        except ValidationError as err:
+            raise ConfigError(_environment_problems(err)) from err
+        return read.settings(cls)
+
+    @property
+    def llm_api_key(self) -> SecretStr | None:
+        return self.llm.api_key
+
+    @property
+    def llm_base_url(self) -> str:
+        return self.llm.base_url or DEFAULT_LLM_BASE_URL
+
+    @property
+    def llm_configured(self) -> bool:
+        """An LLM is configured by a key or an explicit base URL; otherwise bots answer offline."""
+        return self.llm.api_key is not None or self.llm.base_url is not None
+
+
+class _Home(BaseSettings):
+    """Only `BOTKIT_HOME`: it says where the other `.env` file is."""
+
+    model_config = SettingsConfigDict(env_prefix="BOTKIT_", extra="ignore")
+
+    home: Path = Path(".")
+
+
+class _Environment(BaseSettings, Settings):
+    """`Settings` as the environment and `.env` files give them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BOTKIT_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+        # Dict settings parse their own JSON (`FromJSON`), so a typo is an error naming
+        # the variable instead of pydantic-settings' SettingsError naming the section.
+        enable_decoding=False,
+    )
+
     # The platforms' own variable names, honoured when the BOTKIT_ ones are not set.
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: HttpURL | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     telegram_bot_token: SecretStr | None = Field(
         default=None, validation_alias="TELEGRAM_BOT_TOKEN"
     )
@@ -159,27 +246,50 @@ class Settings(BaseSettings):
     )
     slack_app_token: SecretStr | None = Field(default=None, validation_alias="SLACK_APP_TOKEN")
 
-    @model_validator(mode="after")
-    def _platform_variables(self) -> Settings:
-        telegram, slack = self.telegram, self.slack
-        telegram.bot_token = telegram.bot_token or self.telegram_bot_token
-        slack.bot_token = slack.bot_token or self.slack_bot_token
-        slack.signing_secret = slack.signing_secret or self.slack_signing_secret
-        slack.app_token = slack.app_token or self.slack_app_token
-        return self
+    def settings(self, cls: type[Settings]) -> Settings:
+        llm, telegram, slack = self.llm, self.telegram, self.slack
+        values = {name: getattr(self, name) for name in cls.model_fields}
+        values["llm"] = llm.model_copy(
+            update={
+                "api_key": llm.api_key or self.openai_api_key,
+                "base_url": llm.base_url or self.openai_base_url,
+            }
+        )
+        values["telegram"] = telegram.model_copy(
+            update={"bot_token": telegram.bot_token or self.telegram_bot_token}
+        )
+        values["slack"] = slack.model_copy(
+            update={
+                "bot_token": slack.bot_token or self.slack_bot_token,
+                "signing_secret": slack.signing_secret or self.slack_signing_secret,
+                "app_token": slack.app_token or self.slack_app_token,
+            }
+        )
+        return cls.model_validate(values)
 
-    @property
-    def llm_api_key(self) -> SecretStr | None:
-        return self.llm.api_key or self.openai_api_key
 
-    @property
-    def llm_base_url(self) -> str:
-        return self.llm.base_url or DEFAULT_LLM_BASE_URL
+def _environment_problems(err: ValidationError) -> list[Problem]:
+    """One line per bad variable, named as the user wrote it; never the value (it may be a key)."""
+    problems = []
+    for error in err.errors():
+        variable, rest = _variable(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in rest)
+        problems.append(Problem(variable, f"{where}: {message}" if where else message))
+    return problems
 
-    @property
-    def llm_configured(self) -> bool:
-        """An LLM is configured by a key or an explicit base URL; otherwise bots answer offline."""
-        return self.llm_api_key is not None or self.llm.base_url is not None
+
+def _variable(loc: Sequence[int | str]) -> tuple[str, Sequence[int | str]]:
+    """`("llm", "prices", "m", "input")` → `("BOTKIT_LLM_PRICES", ("m", "input"))`."""
+    name = str(loc[0])
+    aliases = {f.validation_alias for f in _Environment.model_fields.values()}
+    if name in aliases:  # OPENAI_API_KEY, TELEGRAM_BOT_TOKEN, …: errors carry the alias
+        return name, loc[1:]
+    field = _Environment.model_fields.get(name)
+    section = field.annotation if field is not None else None
+    if isinstance(section, type) and issubclass(section, BaseModel) and len(loc) > 1:
+        return f"BOTKIT_{name}_{loc[1]}".upper(), loc[2:]
+    return f"BOTKIT_{name}".upper(), loc[1:]
 
 
 class FallbackEndpoint(BaseModel):
@@ -187,13 +297,24 @@ class FallbackEndpoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: str
+    base_url: HttpURL
     model: str
     api_key_env: str | None = None
     """The environment variable holding this endpoint's key (keys never go in TOML)."""
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)
     """This endpoint's own budgets, shared by every worker (default: no limit)."""
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        # Not echoed: the usual mistake is pasting the key itself here.
+        if value is not None and not _VARIABLE_NAME.match(value):
+            raise ValueError(
+                "must name an environment variable, such as OPENROUTER_API_KEY "
+                "(the key itself never goes in this file)"
+            )
+        return value
 
     @property
     def api_key(self) -> SecretStr | None:
@@ -269,10 +390,22 @@ class BotSettings(BaseModel):
 
     @field_validator("params")
     @classmethod
-    def _no_duplicates(cls, params: ChatParams) -> ChatParams:
+    def _checked_params(cls, params: ChatParams) -> ChatParams:
+        # The `toml_key` context lets the error point at the key's own line.
         for name in ("temperature", "max_tokens"):
             if getattr(params, name) is not None:
-                raise ValueError(f"set {name} at the top level of the file, not in [params]")
+                raise PydanticCustomError(
+                    "params_key",
+                    "set {toml_key} at the top level of the file, not in [params]",
+                    {"toml_key": name},
+                )
+        if params.n is not None and params.n > 1:
+            raise PydanticCustomError(
+                "params_key",
+                "botkit uses only the first of the n answers, the others would be billed "
+                "and thrown away; remove n",
+                {"toml_key": "n"},
+            )
         return params
 
     def chat_params(self) -> ChatParams:
@@ -310,15 +443,34 @@ def load_bot_settings(path: Path) -> BotSettings:
         line = int(where[1]) if where else None
         raise ConfigError([Problem(path, f"invalid TOML: {message}", line)]) from err
     try:
-        return BotSettings.model_validate(data)
+        settings = BotSettings.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_problems(path, text, err)) from err
+    if unset := _unset_keys(path, text, settings):
+        raise ConfigError(unset)
+    return settings
+
+
+def _unset_keys(path: Path, text: str, settings: BotSettings) -> list[Problem]:
+    """A fallback whose key variable is unset would send its requests with no key at all."""
+    return [
+        Problem(
+            path,
+            f"fallbacks.{index}.api_key_env: {fallback.api_key_env} is not set in the environment"
+            f" (requests to {fallback.base_url} need its key)",
+            _line_of(text, ("fallbacks", str(index), "api_key_env")),
+        )
+        for index, fallback in enumerate(settings.fallbacks)
+        if fallback.api_key_env and fallback.api_key is None
+    ]
 
 
 def _problems(path: Path, text: str, err: ValidationError) -> list[Problem]:
     problems = []
     for error in err.errors():
         loc = tuple(str(part) for part in error["loc"])
+        if toml_key := error.get("ctx", {}).get("toml_key"):
+            loc = (*loc, toml_key)
         key = ".".join(loc)
         if error["type"] == "extra_forbidden":
             known = ", ".join(sorted(BotSettings.model_fields))
@@ -329,19 +481,31 @@ def _problems(path: Path, text: str, err: ValidationError) -> list[Problem]:
     return problems
 
 
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)")
 _TABLE = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+")
 _KEY = re.compile(r"""^\s*["']?([A-Za-z0-9_-]+)["']?\s*=""")
 
 
 def _line_of(text: str, loc: tuple[str, ...]) -> int | None:
-    """The line where `loc` (table path + key) is set; tomllib keeps no positions."""
+    """The line where `loc` (table path + key) is set; tomllib keeps no positions.
+
+    The nth `[[fallbacks]]` is table `("fallbacks", "n")`. A key that is missing
+    is placed at the header of the table it belongs in.
+    """
     table: tuple[str, ...] = ()
+    seen: dict[tuple[str, ...], int] = {}
+    enclosing = None
     for number, line in enumerate(text.splitlines(), start=1):
         if header := _TABLE.match(line):
             table = tuple(part.strip().strip("\"'") for part in header[1].split("."))
+            if line.lstrip().startswith("[["):
+                seen[table] = seen.get(table, -1) + 1
+                table = (*table, str(seen[table]))
             if table == loc:
                 return number
+            if loc[: len(table)] == table:
+                enclosing = number
         elif (key := _KEY.match(line)) and (*table, key[1]) == loc:
             return number
-    return None
+    return enclosing

@@ -4,6 +4,7 @@ import io
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,168 @@ def test_check_finds_a_name_in_a_branch_no_sample_reaches_with_the_path_once(
     assert out == "prompts/shop/system.md.j2:2: 'typo_here' is undefined\n"
     assert main(["check", "--home", str(tmp_path)]) == 1
     assert capsys.readouterr().out == out
+
+
+def test_verbose_works_before_and_after_the_command(home: Path) -> None:
+    def debug_lines(*args: str) -> int:
+        result = subprocess.run([*BOTKIT, *args], capture_output=True, text=True, cwd=home)
+        assert result.returncode == 0, result.stderr
+        return result.stderr.count(" DEBUG ")  # e.g. bm25s building the FAQ index
+
+    assert debug_lines("check", "shop") == 0
+    assert debug_lines("-vv", "check", "shop") > 0  # the form `botkit --help` shows
+    assert debug_lines("-v", "check", "shop", "-v") > 0  # after the command too, counted together
+
+
+def test_input_that_is_not_utf8_is_answered_line_by_line(home: Path) -> None:
+    result = subprocess.run(
+        [*BOTKIT, "chat", "shop"],
+        input=b"Can I get a refund, caf\xe9?\nHow long does shipping take?\n",
+        capture_output=True,
+        cwd=home,
+        timeout=60,
+    )
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+    assert result.stdout.decode() == (
+        "Refunds are possible within 30 days of purchase.\n\n"
+        "Parcels arrive in 2 to 4 working days.\n\n"
+    )
+    assert [c for _, c in turns(home)][::2] == [
+        "Can I get a refund, caf\ufffd?",
+        "How long does shipping take?",
+    ]
+
+
+@pytest.mark.parametrize("errors", ["strict", "surrogateescape"])
+def test_a_bad_byte_becomes_a_replacement_character_whatever_the_stream(
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    errors: str,
+) -> None:
+    stdin = io.TextIOWrapper(
+        io.BytesIO(b"Can I get a refund, caf\xe9?\n"), encoding="utf-8", errors=errors
+    )
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert main(["chat", "shop"]) == 0
+    assert capsys.readouterr().out == "Refunds are possible within 30 days of purchase.\n\n"
+
+
+def test_a_store_that_cannot_be_opened_is_one_clear_line_every_time(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A directory where the file should be fails the same way as a read-only folder
+    # (which root, running the tests, could write to anyway).
+    (home / "store.db").mkdir()
+    monkeypatch.setenv("BOTKIT_STORE_URL", f"sqlite:///{home}/store.db")
+    failures: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda hook: failures.append(repr(hook.exc_value)))
+    for _ in range(20):
+        code, out, err = chat(monkeypatch, capsys, "hi\n", "shop")
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join(5)  # aiosqlite's thread, which used to outlive the event loop
+        assert (code, out) == (1, "")
+        reason = "unable to open database file"
+        assert err == f"botkit: cannot open the SQLite store {home}/store.db: {reason}\n"
+    assert failures == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("BOTKIT_LLM_PRICES", "notjson", "BOTKIT_LLM_PRICES: not valid JSON"),
+        ("BOTKIT_LLM_HEADERS", "notjson", "BOTKIT_LLM_HEADERS: not valid JSON"),
+        ("BOTKIT_LLM_BASE_URL", "notaurl", "BOTKIT_LLM_BASE_URL: expected an http:// or https://"),
+    ],
+)
+@pytest.mark.parametrize("command", ["list", "chat"])
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    expected: str,
+    command: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
+    code = main([command, "shop"] if command == "chat" else [command])
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    assert len(err.splitlines()) == 1 and err.startswith(expected), err
+
+
+FALLBACK_WITHOUT_KEY = (
+    'model = "m"\n\n[[fallbacks]]\nbase_url = "https://openrouter.ai/api/v1"\n'
+    'model = "llama"\napi_key_env = "OPENROUTER_API_KEY"\n'
+)
+
+
+def test_check_reports_a_fallback_key_variable_that_is_unset(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_bot(home, "shop", settings=FALLBACK_WITHOUT_KEY)
+    assert main(["check", "shop"]) == 1
+    assert capsys.readouterr().out == (
+        "bots/shop.toml:6: fallbacks.0.api_key_env: OPENROUTER_API_KEY is not set in the"
+        " environment (requests to https://openrouter.ai/api/v1 need its key)\n"
+    )
+
+
+def test_serve_refuses_to_start_with_a_fallback_key_unset(home: Path) -> None:
+    write_bot(home, "shop", settings=FALLBACK_WITHOUT_KEY)
+    result = subprocess.run(
+        [*BOTKIT, "serve", "shop", "--port", "0"],
+        capture_output=True,
+        text=True,
+        cwd=home,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("bots/shop.toml:6: fallbacks.0.api_key_env: OPENROUTER_API_KEY")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_check_refuses_more_than_one_choice(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_bot(home, "shop", settings="[params]\nseed = 7\nn = 2\n")
+    assert main(["check", "shop"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("bots/shop.toml:3: params.n: botkit uses only the first of the n answers")
+
+
+def test_check_reports_settings_with_no_prompt_folder(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (home / "bots").mkdir(exist_ok=True)
+    (home / "bots" / "shpo.toml").write_text('model = "m"\n')
+    (home / "bots" / "orphan.toml").write_text('model = "m"\n')
+    assert main(["check"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "bots/orphan.toml: no prompt folder prompts/orphan/, so no bot uses these settings",
+        "bots/shpo.toml: no prompt folder prompts/shpo/, so no bot uses these settings"
+        " (did you mean bots/shop.toml, for prompts/shop/?)",
+        "shop: ok",
+    ]
+
+
+def test_list_marks_broken_bots_and_exits_1(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_bot(home, "billing", settings='description = "Bills"\ntemperature = 9\n')
+    write_bot(home, "faulty", system="{{ oops }")
+    (home / "bots" / "orphan.toml").write_text("")
+    assert main(["list"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "billing  BROKEN (1 problem): see botkit check billing",
+        "faulty   BROKEN (1 problem): see botkit check faulty",
+        "shop     A test bot",
+        "orphan   BROKEN: no prompt folder prompts/orphan/, so no bot uses these settings",
+    ]
+
+
+def test_list_says_where_it_found_no_bots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["list", "--home", "."]) == 0
+    out = capsys.readouterr().out
+    assert out == f"no bots in {tmp_path.resolve()}; create one with 'botkit new NAME'\n"

@@ -18,7 +18,7 @@ from botkit.adapters import CHANNELS, ServeOptions
 from botkit.app import BotApp
 from botkit.errors import ConfigError
 from botkit.home import BotDefinition
-from botkit.serve import load_channel, serve
+from botkit.serve import describe, load_channel, serve
 from botkit.settings import Settings
 from tests.loopback import free_port
 
@@ -133,3 +133,37 @@ async def test_cancelling_serve_stops_the_server_and_channels(
     assert fake_channels == ["a running", "a cancelled", "a closed"]
     with pytest.raises(OSError):
         await http_get(port, "/ping/a")  # nothing listens any more
+
+
+@pytest.mark.parametrize(
+    ("channel", "options", "values", "expected"),
+    [
+        ("web", {}, {}, "web: http://127.0.0.1:8080/ (sessions API /v1/, chat page /)"),
+        (
+            "web",
+            {"host": "::1"},
+            {"web": {"public_messages_per_minute": 0}},
+            "web: http://[::1]:8080/ (sessions API /v1/, chat page off)",
+        ),
+        ("telegram", {}, {}, "telegram: shop by long polling"),
+        (
+            "telegram",
+            {"webhook_url": "https://bots.example.com/hooks/"},
+            {},
+            "telegram: by webhook, shop at https://bots.example.com/hooks/shop"
+            " (served on http://127.0.0.1:8080)",
+        ),
+        ("slack", {}, {}, "slack: shop by the Events API at http://127.0.0.1:8080/slack/events"),
+        ("slack", {}, {"slack": {"app_token": "xapp-1"}}, "slack: shop by Socket Mode"),
+    ],
+)
+async def test_each_channel_is_described_in_one_line(
+    shop: BotDefinition,
+    channel: str,
+    options: dict[str, str],
+    values: dict[str, object],
+    expected: str,
+) -> None:
+    settings = Settings(store={"url": "memory://"}, **values)  # type: ignore[arg-type]
+    async with BotApp(settings=settings, bots=[shop]) as app:
+        assert describe(channel, app, ServeOptions(**options), 8080) == expected  # type: ignore[arg-type]

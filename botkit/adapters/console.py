@@ -4,11 +4,14 @@ Each answer is written as it arrives. On a terminal it is rendered as Markdown
 (bold, lists, code) with `rich`, imported only then. Piped, it stays plain
 text: each line of input is one message, and each answer is written followed
 by one empty line before the next line is read, which scripts rely on.
+Bytes that are not valid in the input's encoding become U+FFFD, so every line is
+answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import queue
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -90,6 +93,10 @@ class ConsoleAdapter:
         self._answer = answer
         self._bot = bot
         self._user_id = user_id
+        if isinstance(stdin, io.TextIOWrapper):
+            # sys.stdin would hand over undecodable bytes as lone surrogates, which no
+            # store can encode, or raise; this is where a wrong byte can be forgiven.
+            stdin.reconfigure(errors="replace")
         self._stdin = stdin
         self._stdout = stdout
         self._interactive = interactive
@@ -124,6 +131,8 @@ class ConsoleAdapter:
         return line.rstrip("\r\n") if line else None
 
     async def _say(self, text: str) -> None:
+        # Any other lone surrogate (from a stream we could not reconfigure) becomes "?".
+        text = text.encode("utf-8", "replace").decode("utf-8")
         deltas = self._answer(self.to_incoming(text))
         if self._markdown:
             await self._show_markdown(deltas)
@@ -194,12 +203,20 @@ class _LineReader:
     def _serve(self) -> None:
         while True:
             future = self._requests.get()
-            line = self._read()
+            try:
+                line = self._read()
+            except Exception as err:  # handed to the reader, rather than waiting forever
+                future.get_loop().call_soon_threadsafe(_resolve, future, err)
+                return
             future.get_loop().call_soon_threadsafe(_resolve, future, line)
             if line is None:
                 return
 
 
-def _resolve(future: asyncio.Future[str | None], line: str | None) -> None:
-    if not future.done():
+def _resolve(future: asyncio.Future[str | None], line: str | Exception | None) -> None:
+    if future.done():
+        return
+    if isinstance(line, Exception):
+        future.set_exception(line)
+    else:
         future.set_result(line)

@@ -106,7 +106,7 @@ class CompletionClient:
         self,
         *,
         base_url: str,
-        api_key: SecretStr | None = None,
+        api_key: str | SecretStr | None = None,
         timeouts: Timeouts = Timeouts(),
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -122,8 +122,10 @@ class CompletionClient:
             "user-agent": "botkit",
             **(headers or {}),
         }
-        if api_key is not None:
-            fixed["authorization"] = f"Bearer {api_key.get_secret_value()}"
+        if isinstance(api_key, SecretStr):
+            api_key = api_key.get_secret_value()
+        if api_key:
+            fixed["authorization"] = f"Bearer {api_key}"
         # Built once: normalizing headers for every request would cost more than sending it.
         self._headers = httpx.Headers(fixed)
         if transport is None:

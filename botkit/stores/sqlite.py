@@ -135,6 +135,10 @@ def _insert_sql(rows: int, fenced: bool) -> str:
     )
 
 
+def _try_open(path: Path) -> None:
+    sqlite3.connect(path).close()
+
+
 class SqliteStore(Store):
     """Everything in one SQLite file; open it with `await SqliteStore.open(path)`."""
 
@@ -162,6 +166,10 @@ class SqliteStore(Store):
         another writer."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Tried on a plain thread first: when aiosqlite's own open fails, its thread
+            # reports its stop to the event loop later, possibly after the loop has
+            # closed, and prints a second traceback ("Event loop is closed").
+            await asyncio.to_thread(_try_open, path)
             db = await aiosqlite.connect(path, isolation_level=None)
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"cannot open the SQLite store {path}: {err}") from err

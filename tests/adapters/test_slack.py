@@ -294,7 +294,7 @@ def test_the_slack_bot_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("BOTKIT_SLACK_BOT", "nimbus")
     monkeypatch.setenv("SLACK_BOT_TOKEN", TOKEN)
     monkeypatch.setenv("BOTKIT_SLACK_API_URL", "http://127.0.0.1:9/api/")
-    loaded = Settings()
+    loaded = Settings.from_environment()
     assert loaded.slack.bot == "nimbus"
     assert loaded.slack.bot_token is not None and loaded.slack.bot_token.get_secret_value() == TOKEN
     assert loaded.slack.api_url == "http://127.0.0.1:9/api/"

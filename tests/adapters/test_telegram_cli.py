@@ -43,7 +43,7 @@ async def test_serve_answers_on_telegram_and_stops_on_sigterm(api: FakeBotAPI, h
     assert process.returncode == 0, stderr.decode()
     assert api.chat(PRIVATE_CHAT)[0].text == "We are open Monday to Friday, 9:00 to 17:00."
     log = stderr.decode()
-    assert "/bot<token>/sendMessage" in log and TOKEN not in log  # -v logs requests, redacted
+    assert "/bot<redacted>/sendMessage" in log and TOKEN not in log  # -v logs requests, redacted
     # It let go of the updates it had fetched, so a restart does not answer them again.
     last = api.called("getUpdates")[-1]
     assert last.params.get("timeout") == 0 and int(last.params["offset"]) > 0

@@ -78,6 +78,15 @@ async def test_a_plain_completion(openai_server: OpenAIServer) -> None:
     }
 
 
+@pytest.mark.parametrize("key", ["sk-plain-string", SecretStr("sk-plain-string")])
+async def test_the_key_may_be_a_plain_string(
+    openai_server: OpenAIServer, key: str | SecretStr
+) -> None:
+    async with CompletionClient(base_url=openai_server.base_url, api_key=key) as client:
+        await client.create(ChatParams().body("gpt-test", MESSAGES))
+    assert openai_server.received[0].headers["authorization"] == "Bearer sk-plain-string"
+
+
 async def test_a_streamed_completion(openai_server: OpenAIServer) -> None:
     openai_server.then(Streamed(["Hel", "lo", " world"]))
     async with client_for(openai_server) as client:

@@ -9,7 +9,6 @@ long polling, or by a webhook route on the shared HTTP server.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import secrets
 from collections.abc import Sequence
@@ -101,8 +100,6 @@ class TelegramChannel:
             )
             for name in names
         ]
-        self._redactor = _TokenRedactor(list(tokens.values()))
-        logging.getLogger("httpx").addFilter(self._redactor)  # it logs request URLs, token and all
 
     def routes(self) -> Sequence[BaseRoute]:
         return [bot.route() for bot in self._bots if bot.webhook_url]
@@ -120,10 +117,7 @@ class TelegramChannel:
         await bot.resume(item)
 
     async def aclose(self) -> None:
-        try:
-            await asyncio.gather(*(bot.aclose() for bot in self._bots))
-        finally:
-            logging.getLogger("httpx").removeFilter(self._redactor)
+        await asyncio.gather(*(bot.aclose() for bot in self._bots))
 
 
 def _webhook_secret(settings: TelegramSettings) -> str:
@@ -134,19 +128,3 @@ def _webhook_secret(settings: TelegramSettings) -> str:
         message = "must be 1–256 characters of A-Z, a-z, 0-9, _ and -"
         raise ConfigError([Problem("BOTKIT_TELEGRAM_WEBHOOK_SECRET", message)])
     return secret
-
-
-class _TokenRedactor(logging.Filter):
-    """Replaces bot tokens in log records with "<token>"."""
-
-    def __init__(self, tokens: list[str]) -> None:
-        super().__init__()
-        self._tokens = tokens
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(token in message for token in self._tokens):
-            for token in self._tokens:
-                message = message.replace(token, "<token>")
-            record.msg, record.args = message, None
-        return True
