@@ -4,7 +4,7 @@ and a pipeline per bot."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -55,6 +55,7 @@ class BotApp:
         self._exit_stack = AsyncExitStack()
         self._store: Store | None = None
         self._handoffs: Handoffs | None = None
+        self._responder: Callable[[BotDefinition], Responder] = FaqResponder
 
     @property
     def store(self) -> Store:
@@ -90,15 +91,29 @@ class BotApp:
             self._handoffs = Handoffs(
                 store=self._store, bots=self.bots, desks=await self._desks(stack)
             )
-            responders = self._llm_responders(stack) if self.settings.llm_configured else {}
+            if self.settings.llm_configured:
+                self._responder = self._llm_responders(stack)
             for bot in self.bots:
-                responder = responders.get(bot.name) or FaqResponder(bot)
                 self.pipelines[bot.name] = Pipeline(
-                    bot=bot, store=self._store, responder=responder, handoffs=self._handoffs
+                    bot=bot,
+                    store=self._store,
+                    responder=self._responder(bot),
+                    handoffs=self._handoffs,
                 )
             self.metrics.attach(self.pipelines.values(), self._handoffs)
             self._exit_stack = stack.pop_all()
         return self
+
+    def reload(self, bot: BotDefinition) -> None:
+        """Serve a new definition of a served bot (its files changed) from its next message
+        on, everywhere it is used; messages under way finish with the one they started
+        with. Its desk cannot change (see `Handoffs.replace_bot`)."""
+        index = next((i for i, b in enumerate(self.bots) if b.name == bot.name), None)
+        if index is None:
+            raise ValueError(f"bot {bot.name!r} is not served by this process")
+        self.handoffs.replace_bot(bot)
+        self.bots[index] = bot
+        self.pipelines[bot.name].replace_bot(bot, self._responder(bot))
 
     async def __aexit__(
         self,
@@ -131,7 +146,9 @@ class BotApp:
             desks[bot.name] = built[kind]
         return desks
 
-    def _llm_responders(self, stack: AsyncExitStack) -> dict[str, Responder]:
+    def _llm_responders(self, stack: AsyncExitStack) -> Callable[[BotDefinition], Responder]:
+        """What makes each bot's LLM responder: at start, and again when a bot is reloaded
+        (a new model or fallback is then live; a new API gets its client on first use)."""
         from botkit.llm.responder import Endpoint, LLMResponder
         from botkit.llm.retry import RetryPolicy
         from botkit.llm.usage import UsageMeter
@@ -146,16 +163,21 @@ class BotApp:
             key = (base_url.rstrip("/"), api_key.get_secret_value() if api_key else None)
             if key not in clients:
                 clients[key] = self._client(base_url, api_key, budget)
-                stack.push_async_callback(clients[key].aclose)
             return clients[key]
+
+        async def close_clients() -> None:  # those made by reloads too
+            async with AsyncExitStack() as closing:
+                for made in clients.values():
+                    closing.push_async_callback(made.aclose)
 
         meter = UsageMeter(self.store)
         stack.push_async_callback(meter.aclose)
+        stack.push_async_callback(close_clients)
         retry = RetryPolicy(
             max_retries=llm.max_retries, deadline=llm.deadline, initial_backoff=llm.retry_backoff
         )
-        responders: dict[str, Responder] = {}
-        for bot in self.bots:
+
+        def responder(bot: BotDefinition) -> Responder:
             budget = (llm.requests_per_minute, llm.tokens_per_minute)
             primary = Endpoint(
                 client(self.settings.llm_base_url, self.settings.llm_api_key, budget),
@@ -168,10 +190,9 @@ class BotApp:
                 )
                 for f in bot.settings.fallbacks
             ]
-            responders[bot.name] = LLMResponder(
-                bot=bot, endpoints=[primary, *fallbacks], retry=retry, meter=meter
-            )
-        return responders
+            return LLMResponder(bot=bot, endpoints=[primary, *fallbacks], retry=retry, meter=meter)
+
+        return responder
 
     def _client(
         self, base_url: str, api_key: SecretStr | None, budget: tuple[int | None, int | None]

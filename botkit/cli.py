@@ -141,6 +141,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--webhook", metavar="URL", help="Telegram: receive updates at this public URL"
     )
+    serve.add_argument(
+        "--reload",
+        action="store_true",
+        help="reload a bot when its files change (SIGHUP always reloads every bot)",
+    )
     return parser
 
 
@@ -382,9 +387,12 @@ def _serve(args: argparse.Namespace) -> int:
     for channel in options.channels:
         load_channel(channel)
 
+    if args.reload:  # the author's loop: say what each edit did, without -v
+        logging.getLogger("botkit.reloader").setLevel(min(logging.INFO, logging.root.level))
+
     async def run() -> None:
         async with BotApp(settings=settings, bots=bots) as app:
-            await serve(app, options)
+            await serve(app, options, reload=args.reload)
 
     run_async(run())
     return 0

@@ -27,6 +27,7 @@ from botkit.home import BotDefinition
 from botkit.messages import Handoff, IncomingMessage, Turn
 from botkit.prompting.composer import AgentInfo, PromptComposer
 from botkit.prompting.tokens import count_message_tokens
+from botkit.settings import HandoffSettings
 from botkit.stores.base import Store
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,14 @@ someone else has it (for Take)."""
 
 HandoffListener = Callable[[str, Handoff], None]
 """Called with "requested", "taken", "resolved" or "timeout" and the handoff (metrics)."""
+
+RELOADABLE = frozenset({"timeout", "after_fallbacks"})
+"""The `[handoff]` keys a running process takes from a reload; the others make its desk."""
+
+
+def desk_settings(handoff: HandoffSettings | None) -> dict[str, Any] | None:
+    """The part of a `[handoff]` table a desk is made from (None: the bot never hands off)."""
+    return None if handoff is None else handoff.model_dump(exclude=set(RELOADABLE))
 
 
 class Desk(Protocol):
@@ -90,6 +99,18 @@ class Handoffs:
 
     def serves(self, bot: str) -> bool:
         return bot in self._bots
+
+    def replace_bot(self, bot: BotDefinition) -> None:
+        """A reloaded bot: its templates and its `[handoff]` keys named in `RELOADABLE`.
+        Desks are made at start, so the rest of the table must stay as it was."""
+        old = self._bots.get(bot.name)
+        if desk_settings(old.settings.handoff if old else None) != desk_settings(
+            bot.settings.handoff
+        ):
+            raise ValueError(f"bot {bot.name}: a new desk needs a restart")
+        if old is not None:
+            self._bots[bot.name] = bot
+            self._composers[bot.name] = PromptComposer(bot)
 
     # --- from the pipeline (the conversation's lock is held) ---------------------------
 
@@ -276,12 +297,11 @@ class Handoffs:
     async def run(self) -> None:
         """Look for handoffs past their timeout, until cancelled (every worker does; the
         compare-and-set makes each time out once)."""
-        timeouts = [b.settings.handoff.timeout for b in self._bots.values() if b.settings.handoff]
-        if not timeouts:
-            return
-        interval = min(max(min(timeouts) / 10, 0.5), 30.0)
-        while True:
-            await asyncio.sleep(interval)
+        while timeouts := [
+            b.settings.handoff.timeout for b in self._bots.values() if b.settings.handoff
+        ]:
+            # Asked again each time: a reload may have changed a timeout.
+            await asyncio.sleep(min(max(min(timeouts) / 10, 0.5), 30.0))
             try:
                 await self.expire()
             except Exception:

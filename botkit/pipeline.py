@@ -16,6 +16,7 @@ is generated; `handle` is the same path, answered in one piece.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -80,6 +81,18 @@ class Pipeline:
         self.handoffs = handoffs if handoffs is not None and bot.settings.handoff else None
         self._offline = FaqResponder(bot)
 
+    def replace_bot(self, bot: BotDefinition, responder: Responder) -> None:
+        """Answer with a new definition of the same bot from the next message on (a reload).
+
+        A message under way finishes with the definition it started with: each message
+        runs on a shallow copy of the pipeline taken as it arrives, which keeps the parts
+        replaced here. Whether the bot hands off stays as it was (that needs a restart).
+        """
+        self.bot = bot
+        self.responder = responder
+        self.composer = PromptComposer(bot)
+        self._offline = FaqResponder(bot)
+
     # --- the inbox ---------------------------------------------------------------------
 
     async def accept(
@@ -106,7 +119,7 @@ class Pipeline:
     ) -> Reply | None:
         """Answer one message in one piece; `None` for an empty one, which never reaches
         the model."""
-        stream = ReplyStream(self._run(message, item, streaming=False))
+        stream = ReplyStream(copy.copy(self)._run(message, item, streaming=False))
         async for _ in stream:
             pass
         return stream.reply
@@ -116,7 +129,7 @@ class Pipeline:
     ) -> ReplyStream:
         """Like `handle`, but the answer arrives as text deltas; see `ReplyStream`. Not
         `incremental`, the model is asked for the answer in one piece (one delta)."""
-        return ReplyStream(self._run(message, item, streaming=incremental))
+        return ReplyStream(copy.copy(self)._run(message, item, streaming=incremental))
 
     async def _run(
         self, message: IncomingMessage, item: InboxItem | None, *, streaming: bool

@@ -1,6 +1,7 @@
 """`botkit serve`: the bots on their channels (and the desks where people answer them),
 sharing one store, one LLM client and one HTTP server, until SIGINT or SIGTERM asks for a
-graceful stop.
+graceful stop. SIGHUP reloads the bots' files (`botkit.reloader`); with `reload`, so does
+a change to them.
 
 The HTTP server always runs, whatever the channels: `/healthz` (the process is alive),
 `/readyz` (the store answers and every channel has started; 503 otherwise) and
@@ -16,7 +17,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from botkit.adapters import CHANNELS, Channel, ChannelFactory, ServeOptions
 from botkit.app import BotApp
 from botkit.errors import ConfigError, Problem
 from botkit.inbox import InboxWorker, Resumes
+from botkit.reloader import Reloader
 
 if TYPE_CHECKING:
     import uvicorn
@@ -79,7 +81,7 @@ def describe(channel: str, app: BotApp, options: ServeOptions, port: int) -> str
     return f"{channel}: started"
 
 
-async def serve(app: BotApp, options: ServeOptions) -> None:
+async def serve(app: BotApp, options: ServeOptions, *, reload: bool = False) -> None:
     """Run every channel and desk until a signal arrives, then stop them in reverse order.
 
     The HTTP server stops taking requests first and finishes the ones under way;
@@ -101,6 +103,7 @@ async def serve(app: BotApp, options: ServeOptions) -> None:
         if isinstance(channel, Resumes)
     }
     inbox = InboxWorker(app.store, resumers, handoffs=app.handoffs)
+    reloader = Reloader(app, watch=reload)
     health = Health(app, parts)
     routes = [*health.routes(), *(route for part in parts for route in part.routes())]
     listener = _bind(options)
@@ -112,7 +115,11 @@ async def serve(app: BotApp, options: ServeOptions) -> None:
         workers = [asyncio.create_task(part.run()) for part in parts]
         for worker in workers:
             worker.add_done_callback(lambda task: _stop_on_failure(task, stop))
-        background = [asyncio.create_task(inbox.run()), asyncio.create_task(app.handoffs.run())]
+        background = [
+            asyncio.create_task(inbox.run()),
+            asyncio.create_task(app.handoffs.run()),
+            asyncio.create_task(reloader.run()),
+        ]
         for task in background:
             task.add_done_callback(lambda task: _stop_on_failure(task, stop))
         server = _http_server(routes, options)
@@ -123,7 +130,7 @@ async def serve(app: BotApp, options: ServeOptions) -> None:
         for name in options.channels:
             print(describe(name, app, options, port), file=sys.stderr, flush=True)
         try:
-            with _signals_set(stop):
+            with _signals_set(stop, reloader.request):
                 await stop.wait()
         finally:  # a signal, a failed channel, or this task cancelled: stop the same way
             logger.info("stopping: letting in-flight replies finish")
@@ -203,15 +210,17 @@ def _stop_on_failure(task: asyncio.Task[None], stop: asyncio.Event) -> None:
 
 
 @contextlib.contextmanager
-def _signals_set(stop: asyncio.Event) -> Iterator[None]:
+def _signals_set(stop: asyncio.Event, reload: Callable[[], None]) -> Iterator[None]:
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
+    handlers = {signal.SIGINT: stop.set, signal.SIGTERM: stop.set}
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        handlers[signal.SIGHUP] = reload
+    for sig, handler in handlers.items():
+        loop.add_signal_handler(sig, handler)
     try:
         yield
     finally:
-        for sig in signals:
+        for sig in handlers:
             loop.remove_signal_handler(sig)
 
 
