@@ -85,6 +85,23 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("name", nargs="?", help="one bot (default: all)")
     new = add("new", _new, "create prompts/NAME/ and bots/NAME.toml from a working template")
     new.add_argument("name", help="the new bot's name")
+    test = add("test", _test, "hold the conversations of prompts/NAME/tests/*.yaml with the bot")
+    test.add_argument("names", nargs="*", metavar="NAME", help="the bots (default: all)")
+    test.add_argument(
+        "--llm",
+        action="store_true",
+        help="answer with the configured model and run the judge: lines (default: offline)",
+    )
+    test.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML to FILE")
+    evaluate = add("eval", _eval, "measure how well the bot's FAQ finds the right snippet")
+    evaluate.add_argument("name", help="the bot: a folder under prompts/")
+    evaluate.add_argument(
+        "--queries",
+        type=Path,
+        metavar="FILE",
+        help="real questions instead: a CSV file of question,expected_snippet",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     usage = add("usage", _usage, "tokens and cost per bot and day")
     usage.add_argument("name", nargs="?", help="one bot (default: all)")
     usage.add_argument("--days", type=int, default=7, help="how many days back (default: 7)")
@@ -161,11 +178,116 @@ def _new(args: argparse.Namespace) -> int:
     for path in create_bot(home, args.name):
         print(f"created {path}")
     print(f"Try it: botkit chat {args.name}")
+    print(
+        f"As you edit: botkit check {args.name}, botkit test {args.name}, botkit eval {args.name}"
+    )
+    return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from contextlib import AsyncExitStack
+
+    from botkit.app import BotApp
+    from botkit.home import BotHome
+    from botkit.llm.base import Responder
+    from botkit.llm.offline import FaqResponder
+    from botkit.rehearsal import CaseResult, Judge, Rehearsal, junit_xml
+
+    settings = _settings(args)
+    home = BotHome(settings.home)
+    names = list(dict.fromkeys(args.names)) or home.names()
+    if not names:
+        print(f"{home.prompts}: no bots here; create one with 'botkit new NAME'", file=sys.stderr)
+        return 1
+    bots = [home.load_checked(name) for name in names]
+    plans = []
+    problems: list[Problem] = []
+    for bot in bots:
+        cases, found = home.cases(bot)
+        problems += found
+        if cases:
+            plans.append((bot, cases))
+        elif not found:
+            print(f"{bot.name}: no cases in {home.shown(bot.folder / 'tests')}/*.yaml")
+    if problems:  # a malformed case file is the author's mistake, not a failing case
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 2
+    if not plans:
+        print("nothing to test: write cases in prompts/NAME/tests/*.yaml", file=sys.stderr)
+        return 1
+    if args.llm and not settings.llm_configured:
+        print("botkit: --llm needs BOTKIT_LLM_API_KEY or BOTKIT_LLM_BASE_URL", file=sys.stderr)
+        return 2
+    # Conversations and token records of a test run never reach the real store.
+    settings = settings.model_copy(
+        update={"store": settings.store.model_copy(update={"url": "memory://"})}
+    )
+
+    async def run() -> list[CaseResult]:
+        results = []
+        async with AsyncExitStack() as stack:
+            responders: dict[str, Responder] = {}
+            if args.llm:
+                app = await stack.enter_async_context(BotApp(settings=settings, bots=bots))
+                responders = {name: p.responder for name, p in app.pipelines.items()}
+            for bot, cases in plans:
+                responder = responders.get(bot.name) or FaqResponder(bot)
+                judge = Judge(responder, bot.name) if args.llm else None
+                rehearsal = Rehearsal(bot, responder, judge=judge)
+                for case in cases:
+                    result = await rehearsal.run(case)
+                    print(result.line())
+                    for line in result.details():
+                        print(f"      {line}")
+                    sys.stdout.flush()
+                    results.append(result)
+        return results
+
+    results = run_async(run())
+    failed = sum(not r.passed for r in results)
+    summary = f"{len(results) - failed} passed, {failed} failed"
+    if skipped := sum(r.judges_skipped for r in results):
+        summary += f"; {skipped} judge: line{'s' * (skipped > 1)} not run offline (use --llm)"
+    print(summary)
+    if args.junit:
+        args.junit.write_bytes(junit_xml(results))
+    return 1 if failed else 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from botkit.casebook import SnippetNames
+    from botkit.evaluation import evaluate_queries, leave_one_out, read_queries, what_is_missing
+    from botkit.home import BotHome
+
+    home = BotHome(_settings(args).home)
+    bot = home.load(args.name)
+    queries = None
+    if args.queries:
+        try:
+            queries = read_queries(args.queries, SnippetNames(bot.faq.snippets))
+        except ConfigError as err:  # the author's file, like a malformed case file
+            for problem in err.problems:
+                print(problem, file=sys.stderr)
+            return 2
+    if (missing := what_is_missing(bot, queries)) is not None:
+        print(json.dumps({"bot": bot.name, "needs": missing}) if args.json else missing)
+        return 0
+    if queries is None:
+        report = leave_one_out(bot)
+    else:
+        report = evaluate_queries(bot, queries, args.queries.as_posix())
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(report.lines()))
     return 0
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from botkit.adapters.console import CHANNEL, ConsoleAdapter
+    from botkit.adapters.console import CHANNEL, ConsoleAdapter, answers
     from botkit.app import BotApp
     from botkit.home import BotHome
     from botkit.messages import conversation_key
@@ -178,13 +300,16 @@ def _chat(args: argparse.Namespace) -> int:
         async with BotApp(settings=settings, bots=[bot]) as app:
             if args.new:
                 await app.store.reset(conversation_key(bot.name, CHANNEL, user))
+            pipeline = app.pipelines[bot.name]
+            terminal = sys.stdout.isatty()
             adapter = ConsoleAdapter(
-                handler=app.pipelines[bot.name].handle,
+                answer=answers(pipeline),
                 bot=bot.name,
                 user_id=user,
                 stdin=sys.stdin,
                 stdout=sys.stdout,
-                interactive=sys.stdin.isatty() and sys.stdout.isatty(),
+                interactive=sys.stdin.isatty() and terminal,
+                markdown=terminal,
             )
             await adapter.run()
 

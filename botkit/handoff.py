@@ -295,7 +295,8 @@ class Handoffs:
             return
         message = _as_message(handoff)
         agent = AgentInfo(handoff.agent_name)
-        text = composer.render(template, message, agent=agent)
+        context = composer.context(message) | {"agent": agent}
+        text = composer.bot.templates.render_or_default(template, context)
         turn = Turn("assistant", text, self._clock(), count_message_tokens(text), kind=kind)
         await self._tell(handoff, turn)
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from botkit.errors import ConfigError, Problem, UnknownBotError
 from botkit.prompting.faq import load_faq
 from botkit.prompting.retrieval import FaqIndex
 from botkit.prompting.templates import PromptTemplates, first_comment
 from botkit.settings import BotSettings, load_bot_settings
+
+if TYPE_CHECKING:
+    from botkit.casebook import Case
 
 BOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -59,6 +63,19 @@ class BotHome:
             return "(no system.md.j2)"
         return first_comment(source) or ""
 
+    def shown(self, path: Path) -> Path:
+        """`path` as messages show it: relative to the home when it lies inside."""
+        try:
+            return path.relative_to(self.path)
+        except ValueError:
+            return path
+
+    def _shown(self, problems: list[Problem]) -> list[Problem]:
+        return [
+            Problem(self.shown(p.path), p.message, p.line) if isinstance(p.path, Path) else p
+            for p in problems
+        ]
+
     def load(self, name: str) -> BotDefinition:
         """Load a bot, or raise `ConfigError` listing every problem in its files."""
         folder = self.prompts / name
@@ -67,7 +84,7 @@ class BotHome:
             raise UnknownBotError(
                 [
                     Problem(
-                        folder,
+                        self.shown(folder),
                         f"unknown bot '{name}': there is no folder prompts/{name}/ "
                         f"in {self.path.resolve()} (bots here: {known})",
                     )
@@ -81,13 +98,13 @@ class BotHome:
             problems += err.problems
         templates = None
         try:
-            templates = PromptTemplates(folder)
+            templates = PromptTemplates(folder, home=self.path)
         except ConfigError as err:
             problems += err.problems
         snippets, faq_problems = load_faq(folder)
         problems += faq_problems
         if problems or templates is None:
-            raise ConfigError(problems)
+            raise ConfigError(self._shown(problems))
         return BotDefinition(
             name=name,
             description=settings.description or templates.description() or "",
@@ -98,18 +115,32 @@ class BotHome:
         )
 
     def load_checked(self, name: str) -> BotDefinition:
-        """Load a bot and render its templates with sample contexts, as start-up does."""
+        """Load a bot and check its templates, as start-up does: every name in every
+        branch against the context, then a render with sample contexts."""
+        from botkit.prompting.checker import check_templates
         from botkit.prompting.composer import PromptComposer
+        from botkit.prompting.shapes import TemplateContext
 
         bot = self.load(name)
-        if problems := PromptComposer(bot).check():
-            raise ConfigError(problems)
+        context = TemplateContext(
+            vars=bot.settings.vars,
+            vars_source=f"{self.shown(self.settings_path(name)).as_posix()} [vars]",
+        )
+        problems = check_templates(bot.templates, context) or PromptComposer(bot).check()
+        if problems:
+            raise ConfigError(self._shown(problems))
         return bot
+
+    def cases(self, bot: BotDefinition) -> tuple[list[Case], list[Problem]]:
+        """The bot's conversation cases (`tests/*.yaml`), and every mistake in their files."""
+        from botkit.casebook import SnippetNames, load_cases
+
+        return load_cases(bot.folder, SnippetNames(bot.faq.snippets), shown=self.shown(bot.folder))
 
     def check(self, name: str) -> list[Problem]:
         """Every problem `botkit check` reports for one bot."""
         try:
-            self.load_checked(name)
+            bot = self.load_checked(name)
         except ConfigError as err:
             return err.problems
-        return []
+        return self.cases(bot)[1]

@@ -374,11 +374,7 @@ class Pipeline:
 
     def _render(self, name: str, message: IncomingMessage) -> str:
         """A message template; when it fails at run time (logged), the built-in one."""
-        try:
-            return self.composer.render(name, message)
-        except ConfigError as err:
-            logger.error("bot %s: %s", self.bot.name, err)
-            return self.composer.render_default(name, message)
+        return self.bot.templates.render_or_default(name, self.composer.context(message))
 
     def _reply(self, message: IncomingMessage, text: str, kind: ReplyKind, **fields: Any) -> Reply:
         return Reply(

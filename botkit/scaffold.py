@@ -44,9 +44,10 @@ question: How can I contact a person?
 questions:
   - Can I talk to a human?
   - What is your support email?
-tags: [support, contact]
+  - How do I reach your support team?
+tags: [support, contact, email]
 ---
-Write to {{EMAIL}} and a person from our team will answer within one working day.
+Write to {{EMAIL}} and a person from our support team will answer within one working day.
 """,
     "hours.md": """\
 ---
@@ -59,6 +60,34 @@ tags: [hours]
 Our team works Monday to Friday, 9:00 to 17:00. This assistant answers around the clock.
 """,
 }
+
+_TESTS = """\
+# Conversations {{NAME}} must hold: `botkit test {{NAME}}` runs them (offline, from the FAQ).
+# Each turn may expect: faq (the snippet chosen first), reply_contains, reply_not_contains,
+# reply_matches (a regular expression), kind (answer, fallback, command, limit, handoff),
+# handoff: true, and judge: "…" (checked by the model with `botkit test --llm`).
+
+- name: opening hours
+  turns:
+    - user: What are your opening hours?
+      faq: hours
+      reply_contains: ["Monday to Friday"]
+    - user: And how can I reach a person?
+      faq: contact
+      reply_contains: ["{{EMAIL}}"]
+
+- name: a question the FAQ does not answer
+  turns:
+    - user: Do you sell gift cards?
+      kind: fallback
+      reply_contains: ["{{EMAIL}}"]
+
+- name: help
+  turns:
+    - user: /help
+      kind: command
+      reply_contains: ["/reset"]
+"""
 
 _SETTINGS = """\
 description = "Support assistant for {{NAME}}"
@@ -91,6 +120,7 @@ def create_bot(home: BotHome, name: str) -> list[Path]:
         folder / "system.md.j2": _SYSTEM,
         folder / "welcome.md.j2": _WELCOME,
         folder / "fallback.md.j2": _FALLBACK,
+        folder / "tests" / "basics.yaml": _TESTS,
         settings: _SETTINGS,
         **{folder / "faq" / filename: text for filename, text in _FAQ.items()},
     }

@@ -197,3 +197,14 @@ def test_the_console_script_works_end_to_end(home: Path) -> None:
     first, rest = result.stdout.split("\n\n", 1)
     assert first == "Parcels arrive in 2 to 4 working days."
     assert "/reset" in rest and rest.endswith("\n\n")
+
+
+def test_check_finds_a_name_in_a_branch_no_sample_reaches_with_the_path_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_bot(tmp_path, "shop", system='Hi.\n{% if user.id == "bob" %}{{ typo_here }}{% endif %}\n')
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert out == "prompts/shop/system.md.j2:2: 'typo_here' is undefined\n"
+    assert main(["check", "--home", str(tmp_path)]) == 1
+    assert capsys.readouterr().out == out

@@ -21,3 +21,18 @@ def test_the_readme_has_settings_examples() -> None:
 @pytest.mark.parametrize("block", TOML_BLOCKS)
 def test_each_toml_example_is_valid_bot_settings(block: str) -> None:
     BotSettings.model_validate(tomllib.loads(block))
+
+
+YAML_BLOCKS = re.findall(r"```yaml\n(.*?)```", README.read_text(), re.DOTALL)
+
+
+def test_the_readmes_test_cases_are_a_valid_case_file(tmp_path: Path) -> None:
+    from botkit.casebook import SnippetNames, load_cases
+    from botkit.prompting.faq import FaqSnippet
+
+    [block] = YAML_BLOCKS
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "readme.yaml").write_text(block, "utf-8")
+    names = SnippetNames([FaqSnippet("?", "!", f"faq/{n}.md") for n in ("hours", "refund")])
+    cases, problems = load_cases(tmp_path, names)
+    assert problems == [] and len(cases) == 2

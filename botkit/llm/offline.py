@@ -26,7 +26,7 @@ class FaqResponder:
         if prompt.faq and prompt.faq[0].confidence >= self._bot.settings.faq_answer_score:
             return Completion(text=prompt.faq[0].snippet.answer, model="faq")
         return Completion(
-            text=self._bot.templates.render("fallback", prompt.context),
+            text=self._bot.templates.render_or_default("fallback", prompt.context),
             model="faq",
             kind="fallback",
         )

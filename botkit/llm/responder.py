@@ -243,7 +243,7 @@ class LLMResponder:
         )
         if not over:
             return None
-        text = self._bot.templates.render("limit", prompt.context)
+        text = self._bot.templates.render_or_default("limit", prompt.context)
         return Completion(text=text, kind="limit", model=None)
 
 

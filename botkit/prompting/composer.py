@@ -89,10 +89,6 @@ class PromptComposer:
         for this user; `extra` adds to the context (`agent` for the handoff templates)."""
         return self.bot.templates.render(name, self.context(message) | extra)
 
-    def render_default(self, name: str, message: IncomingMessage, **extra: Any) -> str:
-        """The built-in text of an optional template (when the bot's own fails at run time)."""
-        return self.bot.templates.render_default(name, self.context(message) | extra)
-
     def compose(
         self,
         message: IncomingMessage,

@@ -1,13 +1,18 @@
 """A prompt folder's Jinja templates: compiled once, rendered in a sandbox.
 
 `StrictUndefined` makes a misspelled variable fail loudly instead of rendering
-empty, and every failure is reported as `file:line: message`.
+empty, and every failure is reported as `file:line: message`, the path shown
+relative to the bot home. `botkit check` finds such mistakes before a user does
+(`botkit.prompting.checker`); these messages are for what slips through.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -17,7 +22,10 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from botkit.errors import ConfigError, Problem
 
+logger = logging.getLogger(__name__)
+
 SYSTEM = "system.md.j2"
+SUFFIX = ".md.j2"
 
 # Optional templates and what a bot says when its folder has none.
 DEFAULTS: dict[str, str] = {
@@ -63,21 +71,31 @@ DEFAULTS: dict[str, str] = {
 
 _COMMENT = re.compile(r"\{#-?\s*(.*?)\s*-?#\}", re.DOTALL)
 
+# What a template author calls the objects of the context, instead of their class names.
+_LABELS = {"FaqSnippet": "a FAQ snippet", "UserInfo": "user", "BotInfo": "bot", "dict": "the table"}
+
 
 class PromptTemplates:
     """The system template and the optional ones (welcome, help, fallback, reset, limit,
-    unsupported)."""
+    unsupported).
 
-    def __init__(self, folder: Path) -> None:
+    `home` is the bot home: paths in error messages are shown relative to it.
+    """
+
+    def __init__(self, folder: Path, *, home: Path | None = None) -> None:
         self.folder = folder
-        self._env = SandboxedEnvironment(
+        self.home = home
+        self.environment = SandboxedEnvironment(
             loader=jinja2.FileSystemLoader(folder),
-            undefined=jinja2.StrictUndefined,
+            undefined=_Undefined,
             autoescape=False,
             trim_blocks=True,
             lstrip_blocks=True,
             auto_reload=False,
         )
+        self._defaults = {
+            name: self.environment.from_string(source) for name, source in DEFAULTS.items()
+        }
         problems: list[Problem] = []
         self._templates: dict[str, jinja2.Template] = {}
         for name in ("system", *DEFAULTS):
@@ -87,16 +105,33 @@ class PromptTemplates:
                 problems.append(Problem(self._path(err.name), err.message or str(err), err.lineno))
             except jinja2.TemplateNotFound:
                 problems.append(
-                    Problem(folder / SYSTEM, "missing: every bot needs a system prompt")
+                    Problem(self.shown(folder / SYSTEM), "missing: every bot needs a system prompt")
                 )
         if problems:
             raise ConfigError(problems)
 
     def _compile(self, name: str) -> jinja2.Template:
-        filename = f"{name}.md.j2"
+        filename = f"{name}{SUFFIX}"
         if name in DEFAULTS and not (self.folder / filename).is_file():
-            return self._env.from_string(DEFAULTS[name])
-        return self._env.get_template(filename)
+            return self._defaults[name]
+        return self.environment.get_template(filename)
+
+    def files(self) -> list[str]:
+        """Every template file of the folder, by its name for `{% include %}`."""
+        return sorted(
+            path.relative_to(self.folder).as_posix()
+            for path in self.folder.rglob("*.j2")
+            if path.is_file()
+        )
+
+    def shown(self, path: Path) -> Path:
+        """`path` as messages show it: relative to the bot home when it lies inside."""
+        if self.home is None:
+            return path
+        try:
+            return path.relative_to(self.home)
+        except ValueError:
+            return path
 
     def render(self, name: str, context: Mapping[str, Any]) -> str:
         """Render one template; any failure becomes a `ConfigError` naming file and line."""
@@ -113,9 +148,19 @@ class PromptTemplates:
         except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as err:
             raise self._error(f"{type(err).__name__}: {err}", err) from err
 
-    def render_default(self, name: str, context: Mapping[str, Any]) -> str:
-        """The built-in text of an optional template, for when the folder's own fails."""
-        return self._env.from_string(DEFAULTS[name]).render(context).strip()
+    def render_or_default(self, name: str, context: Mapping[str, Any]) -> str:
+        """Render an optional template; when it fails at run time, log the problem
+        (file:line) and render the built-in text instead, so the customer still gets
+        a sensible answer. Only the system template has no default: its error is raised.
+        """
+        try:
+            return self.render(name, context)
+        except ConfigError as err:
+            if name not in self._defaults:
+                raise
+            for problem in err.problems:
+                logger.error("%s (answered with the built-in %s text)", problem, name)
+            return self._defaults[name].render(context).strip()
 
     def description(self) -> str | None:
         """The first `{# … #}` comment of the system template, as a one-line description."""
@@ -126,11 +171,11 @@ class PromptTemplates:
         return first_comment(source)
 
     def _path(self, name: str | None) -> Path:
-        return self.folder / (name or SYSTEM)
+        return self.shown(self.folder / (name or SYSTEM))
 
     def _error(self, message: str, err: BaseException) -> ConfigError:
-        path, line = _template_frame(err.__traceback__, self.folder)
-        return ConfigError([Problem(path or self.folder / SYSTEM, message, line)])
+        path, line = _template_frame(err.__traceback__)
+        return ConfigError([Problem(self.shown(path or self.folder / SYSTEM), message, line)])
 
 
 def first_comment(source: str) -> str | None:
@@ -140,14 +185,58 @@ def first_comment(source: str) -> str | None:
     return match[1].strip().splitlines()[0].strip()
 
 
-def _template_frame(tb: TracebackType | None, folder: Path) -> tuple[Path | None, int | None]:
-    """The innermost template line in a traceback (jinja rewrites frames to template lines)."""
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest candidate, or ''."""
+    close = difflib.get_close_matches(word, list(candidates), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def describe_missing(obj: object, name: object) -> str:
+    """Why `obj.name` (or `obj[name]`) is undefined, in the words of the template context."""
+    if isinstance(obj, list | tuple):
+        size = f"{len(obj)} item{'' if len(obj) == 1 else 's'}"
+        return f"the list has no element {name!r} (it has {size})"
+    name = str(name)
+    if isinstance(obj, Mapping):
+        keys = [str(k) for k in obj]
+        known = f"; it has: {', '.join(keys)}" if keys else "; it is empty"
+        return f"{_LABELS['dict']} has no key '{name}'{did_you_mean(name, keys)}{known}"
+    kind = type(obj).__name__
+    if dataclasses.is_dataclass(obj):
+        fields = [f.name for f in dataclasses.fields(obj)]
+        label = _LABELS.get(kind, kind)
+        return (
+            f"{label} has no field '{name}'{did_you_mean(name, fields)}; "
+            f"its fields: {', '.join(fields)}"
+        )
+    public = [a for a in dir(obj) if not a.startswith("_")]
+    return f"a {kind} value has no attribute '{name}'{did_you_mean(name, public)}"
+
+
+class _Undefined(jinja2.StrictUndefined):
+    """`StrictUndefined` whose message names what a template author sees ("a FAQ snippet
+    has no field 'questoin'"), not a Python class path."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        obj = self._undefined_obj
+        if self._undefined_hint is None and obj is not jinja2.utils.missing:
+            return describe_missing(obj, self._undefined_name)
+        return str(super()._undefined_message)
+
+
+def _template_frame(tb: TracebackType | None) -> tuple[Path | None, int | None]:
+    """The innermost template line in a traceback (jinja rewrites frames to template lines).
+
+    The frame's file name is the loader's: the folder joined with the template's
+    name, so it is already a path from where the process runs.
+    """
     found: tuple[Path | None, int | None] = (None, None)
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if filename.endswith(".j2"):
             found = (Path(filename), tb.tb_lineno)
         tb = tb.tb_next
-    if found[0] is not None and not found[0].is_absolute():
-        found = (folder / found[0], found[1])
     return found

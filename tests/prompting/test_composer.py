@@ -135,7 +135,7 @@ def test_check_renders_with_and_without_language_and_faq(tmp_path: Path) -> None
     write_bot(tmp_path, "no_lang", system="{{ user.language.upper() }}")
     write_bot(tmp_path, "ok", system="{% if user.language %}{{ user.language.upper() }}{% endif %}")
     assert [str(p) for p in home.check("no_faq")] == [
-        f"{tmp_path}/prompts/no_faq/system.md.j2:1: list object has no element 0"
+        "prompts/no_faq/system.md.j2:1: the list has no element 0 (it has 0 items)"
     ]
     assert [p.line for p in home.check("no_lang")] == [1]
     assert home.check("ok") == []

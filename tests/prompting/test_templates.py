@@ -81,3 +81,47 @@ def test_optional_templates_fall_back_to_defaults(tmp_path: Path) -> None:
 def test_description_is_the_first_comment(tmp_path: Path) -> None:
     folder = write_bot(tmp_path, "b", system="{#\n  Billing helper for Acme\n  more\n#}\nHi")
     assert PromptTemplates(folder).description() == "Billing helper for Acme"
+
+
+def test_a_run_time_error_names_the_path_once_relative_to_the_home(tmp_path: Path) -> None:
+    # With the home as the current directory, the folder is relative: the path used to
+    # come out twice (prompts/b/prompts/b/system.md.j2:2).
+    write_bot(tmp_path, "b", system="Hi\n{{ user.nickname }}\n")
+    templates = PromptTemplates(Path("prompts/b"), home=Path("."))
+    with pytest.raises(ConfigError) as err:
+        templates.render("system", {"user": {"name": "Ann"}})
+    assert only_problem(err) == (
+        "prompts/b/system.md.j2:2: "
+        "the table has no key 'nickname' (did you mean 'name'?); it has: name"
+    )
+    absolute = PromptTemplates(tmp_path / "prompts" / "b", home=tmp_path)
+    with pytest.raises(ConfigError) as err:
+        absolute.render("system", {"user": {"name": "Ann"}})
+    assert only_problem(err).startswith("prompts/b/system.md.j2:2: ")
+
+
+def test_a_misspelt_faq_field_at_run_time_does_not_name_python_classes(tmp_path: Path) -> None:
+    from botkit.prompting.faq import FaqSnippet
+
+    folder = write_bot(tmp_path, "b", system="{% for s in faq %}\n{{ s.questoin }}{% endfor %}")
+    with pytest.raises(ConfigError) as err:
+        render(folder, faq=[FaqSnippet("Q?", "A.", "faq/q.md")])
+    message = only_problem(err)
+    assert message.endswith(
+        "system.md.j2:2: a FAQ snippet has no field 'questoin' (did you mean 'question'?); "
+        "its fields: question, answer, source, questions, tags, handoff"
+    )
+    assert "botkit." not in message
+
+
+def test_a_failing_optional_template_falls_back_to_the_built_in_text(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = write_bot(tmp_path, "b", files={"fallback.md.j2": "Write to {{ vars.mail }}."})
+    templates = PromptTemplates(folder, home=tmp_path)
+    context = {"vars": {}, "user": {"name": None}, "bot": {"name": "b"}}
+    text = templates.render_or_default("fallback", context)
+    assert text.startswith("I'm sorry, I don't have a good answer to that.")
+    assert "prompts/b/fallback.md.j2:1: the table has no key 'mail'" in caplog.text
+    with pytest.raises(ConfigError):  # the system prompt has no built-in text
+        PromptTemplates(write_bot(tmp_path, "c", system="{{ x }}")).render_or_default("system", {})
