@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         parents=[_options("verbose")],
         description="Customer-support bots from prompt folders.",
     )
+    parser.add_argument("--version", action=_PrintVersion, help="print botkit's version and exit")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     after = _options("more")
 
@@ -467,3 +468,16 @@ def _models(args: argparse.Namespace) -> int:
     for model in sorted(run_async(models())):
         print(model)
     return 0
+
+
+class _PrintVersion(argparse.Action):
+    """`--version`; the installed metadata is read only when it is asked for (see botkit)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        import botkit
+
+        print(f"botkit {botkit.__version__}")
+        parser.exit()
