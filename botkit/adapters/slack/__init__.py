@@ -154,7 +154,9 @@ class SlackChannel:
             async with self._locks.hold(incoming.conversation_key):
                 await self._answer(incoming, item)
             return
-        await self._deliver(item.payload)
+        # In order: "Anna joined" before Anna's first message, taken up in one batch.
+        async with self._locks.hold(item.conversation):
+            await self._deliver(item.payload)
 
     async def _answer(self, incoming: IncomingMessage, item: InboxItem) -> None:
         """Answer in the message's thread or DM. A channel that refuses the bot is logged
