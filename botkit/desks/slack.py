@@ -26,6 +26,7 @@ from slack_sdk.errors import SlackApiError
 from botkit.adapters.slack.app import SHARED_KEY, SlackApp
 from botkit.adapters.slack.events import is_addressed, is_ignored, plain_text
 from botkit.adapters.slack.format import escape
+from botkit.errors import ConfigError
 from botkit.handoff import Outcome
 from botkit.messages import Handoff, Turn
 
@@ -93,7 +94,12 @@ class SlackDesk:
     async def requested(self, handoff: Handoff, transcript: Sequence[Turn]) -> str | None:
         channel = self._channels[handoff.bot]
         top = header_blocks(handoff, transcript)
-        response = await self._slack.client.chat_postMessage(
+        try:
+            slack = self._slack
+        except ConfigError as err:  # say what is missing, without a traceback
+            logger.error("the Slack desk cannot show handoff %s: %s", handoff.id, err)
+            return None
+        response = await slack.client.chat_postMessage(
             channel=channel,
             text=summary(handoff),
             blocks=[*top, *state_blocks(handoff)],

@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from botkit.app import BotApp
 from botkit.desks.slack import NO_HANDOFF, NOTES, RESOLVE, TAKE
 from botkit.home import BotDefinition, BotHome
 from botkit.messages import conversation_key
-from botkit.testing import write_bot
+from botkit.settings import Settings
+from botkit.testing import FakeChannel, write_bot
 from tests.adapters.slack_api import (
     AGENT,
     APP_TOKEN,
@@ -474,3 +476,32 @@ async def test_two_workers_share_the_desk_and_each_message_arrives_once(
     assert texts.count("Anna: Hello from the desk.") == 1
     assert in_thread(slack, post).count("*Ann:* Thanks!") == 1
     assert len(desk_posts(slack)) == 1
+
+
+# --- settings --------------------------------------------------------------------------
+
+
+async def test_without_slack_settings_a_handoff_is_one_clear_log_line(
+    shop_with_desk: BotDefinition, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `botkit chat` with a bot whose desk is Slack, and no Slack credentials at hand.
+    async with BotApp(settings=Settings(store={"url": "memory://"}), bots=[shop_with_desk]) as app:
+        chat = FakeChannel(app.pipelines["shop"].handle, bot="shop")
+        reply = await chat.say("/human")
+        handoffs = await app.store.handoffs_open()
+    assert reply is not None and reply.kind == "handoff"  # the customer is still told
+    assert len(handoffs) == 1 and handoffs[0].desk_ref is None  # and it times out later
+    assert "the Slack desk needs SLACK_BOT_TOKEN" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+async def test_serving_a_slack_desk_needs_slack_settings(home: Path) -> None:
+    desk_bot(home)
+    env = environment(home, TELEGRAM_BOT_TOKEN="123:abc")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "botkit", "serve", "shop", "--channel", "telegram",
+        "--port", str(free_port()), env=env, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1
+    assert "SLACK_BOT_TOKEN: the Slack desk needs SLACK_BOT_TOKEN" in stderr.decode()
