@@ -23,6 +23,7 @@ from tests.adapters.slack_api import (
     AGENT,
     APP_TOKEN,
     BOT_USER,
+    CHANNEL,
     DESK,
     DM,
     SECRET,
@@ -211,6 +212,22 @@ async def test_a_slack_customer_and_the_desk_share_one_slack_app(
         await deliver(bot.url, event_body(from_ann("When are you open?")))
         await slack.until(lambda: dm(slack)[-1] == OPEN)
     assert "resolve" not in " ".join(dm(slack))  # the word was an order, not a message
+
+
+async def test_a_customer_in_a_channel_thread_is_answered_in_that_thread(
+    slack: FakeSlackAPI, shop_with_desk: BotDefinition
+) -> None:
+    async with serving(slack, shop_with_desk) as bot:
+        asked = mention("/human", user_profile=ANN)
+        await deliver(bot.url, event_body(asked))
+        post = await the_desk_post(slack)
+        await deliver(bot.url, event_body(reply_in(post, "Hello from support.")))
+        thread = lambda: [m.text for m in slack.thread(CHANNEL, asked["ts"])]  # noqa: E731
+        await slack.until(lambda: thread()[-1:] == ["*Anna:* Hello from support."])
+        # The customer's follow-up in their thread (no mention) reaches the desk.
+        await deliver(bot.url, event_body(message("Thanks!", thread_ts=asked["ts"])))
+        await slack.until(lambda: "*Ann:* Thanks!" in in_thread(slack, post))
+    assert "handing you over to a person" in thread()[0]
 
 
 async def test_a_mention_of_the_bot_in_a_desk_thread_is_for_the_customer(
