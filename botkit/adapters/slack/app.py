@@ -79,7 +79,6 @@ class SlackApp:
             hint = "or SLACK_APP_TOKEN for Socket Mode"
             secret = _required(settings.signing_secret, "SLACK_SIGNING_SECRET", hint, purpose)
         self._verifier = SignatureVerifier(secret) if secret else None
-        self._token = token
         base_url = settings.api_url.rstrip("/") + "/"
         self._session = aiohttp.ClientSession()  # one connection pool for every Web API call
         self.client = AsyncWebClient(
@@ -99,7 +98,7 @@ class SlackApp:
             self.bolt = AsyncApp(
                 name="botkit",
                 client=AsyncWebClient(base_url=base_url, session=self._session),
-                authorize=_Authorization(self),
+                authorize=_Authorization(self, token),
                 signing_secret=secret or "",
                 request_verification_enabled=False,  # done in _events, before any parsing
                 # Listeners decide before the ack (and store what they accept, so a store
@@ -274,8 +273,9 @@ class _Authorization(AsyncAuthorize):
     """bolt's authorization from what is known: the token, and the identity once Slack
     told it. It never calls the Web API."""
 
-    def __init__(self, slack: SlackApp) -> None:
+    def __init__(self, slack: SlackApp, token: str) -> None:
         self._slack = slack
+        self._token = token
 
     async def __call__(
         self,
@@ -292,7 +292,7 @@ class _Authorization(AsyncAuthorize):
         return AuthorizeResult(
             enterprise_id=enterprise_id,
             team_id=team_id,
-            bot_token=self._slack._token,
+            bot_token=self._token,
             bot_user_id=me.user_id if me else None,
             bot_id=me.bot_id if me else None,
         )
