@@ -198,6 +198,12 @@ async def test_a_slack_customer_and_the_desk_share_one_slack_app(
         await slack.until(lambda: dm(slack)[-1] == "*Anna:* Happy to help, Ann.")
         assert "Anna from our team has joined" in dm(slack)[-2]
         await slack.until(lambda: "Taken by *Anna*" in post.shown)
+        handoff_id = _button_value(post, RESOLVE)
+        late = block_action(post, TAKE, user="UBOB00001", value=handoff_id)
+        assert (await interact(bot.url, late)).status_code == 200
+        await slack.until(
+            lambda: notes(slack) == [("UBOB00001", "Anna has already taken this conversation.")]
+        )
 
         before = len(dm(slack))
         await deliver(bot.url, event_body(from_ann("Where is my parcel?")))

@@ -102,7 +102,7 @@ class SlackApp:
                 signing_secret=secret or "",
                 request_verification_enabled=False,  # done in _events, before any parsing
                 # Listeners decide before the ack (and store what they accept, so a store
-                # failure is a 500 that Slack delivers again); slow work runs in tasks.
+                # failure is a 503 that Slack delivers again); slow work runs in tasks.
                 process_before_response=True,
                 logger=bolt_logger,
             )
