@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 from botkit.errors import DeliveryError
 from botkit.handoff import Handoffs
+from botkit.locks import ConversationLocks
 from botkit.stores.base import INBOX_TOPIC, InboxItem, Store
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class InboxWorker:
         self._retry_delay = retry_delay
         self._grace = grace
         self._running: set[asyncio.Task[None]] = set()
+        # One conversation's items are carried out in the order they were taken (a person's
+        # "joined" notice before their first message), different conversations at once.
+        self._order = ConversationLocks()
 
     async def run(self) -> None:
         if not self._channels:
@@ -80,13 +84,14 @@ class InboxWorker:
 
     async def _carry_out(self, item: InboxItem) -> None:
         channel = self._channels[item.channel]
-        await settle(
-            self._store,
-            item,
-            channel.resume(item),
-            handoffs=self._handoffs,
-            retry_delay=self._retry_delay,
-        )
+        async with self._order.hold(item.conversation):
+            await settle(
+                self._store,
+                item,
+                channel.resume(item),
+                handoffs=self._handoffs,
+                retry_delay=self._retry_delay,
+            )
 
     async def aclose(self) -> None:
         """Let the items under way finish (a bounded wait); the rest come back later."""

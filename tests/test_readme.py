@@ -36,3 +36,10 @@ def test_the_readmes_test_cases_are_a_valid_case_file(tmp_path: Path) -> None:
     names = SnippetNames([FaqSnippet("?", "!", f"faq/{n}.md") for n in ("hours", "refund")])
     cases, problems = load_cases(tmp_path, names)
     assert problems == [] and len(cases) == 2
+
+
+def test_no_merge_conflict_markers_are_left_in_the_docs() -> None:
+    for name in ("README.md", "DEVELOPERS.md", "CHANGELOG.md"):
+        text = (README.parent / name).read_text(encoding="utf-8")
+        markers = [line for line in text.splitlines() if line.startswith(("<<<<<<<", ">>>>>>>"))]
+        assert markers == [], f"{name} has merge conflict markers"

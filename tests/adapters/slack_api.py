@@ -1,15 +1,17 @@
 """A Slack Web API server on 127.0.0.1 for tests: the part of Slack a botkit bot talks to.
 
-It answers auth.test, chat.postMessage, chat.update, reactions.add,
-conversations.replies and apps.connections.open (whose WebSocket speaks Socket
-Mode), keeps the bot's messages as a channel would show them, refuses a
+It answers auth.test, chat.postMessage, chat.update, chat.postEphemeral,
+users.info, reactions.add, conversations.replies and apps.connections.open (whose
+WebSocket speaks Socket Mode), keeps the bot's messages (text and blocks) as a
+channel would show them and the notes only one person sees, refuses a
 chat.update longer than `update_limit` with msg_too_long, records every call,
 and can be told to answer a call with an error (`ratelimited` is HTTP 429 with
 Retry-After, as Slack sends it). With `echo_to`, it delivers the events Slack
 would send about the bot's own messages (a `message` with its bot_id for each
 post, a `message_changed` for each update) to the bot's events URL, signed.
 
-The second half builds Events API requests as Slack sends them, signed.
+The second half builds Events API requests and interactivity payloads (a button
+clicked: `block_actions`) as Slack sends them, signed.
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from botkit.adapters import CHANNELS, ServeOptions
 from botkit.adapters.slack import SlackChannel
+from botkit.adapters.telegram import TelegramChannel
 from botkit.app import BotApp
 from botkit.home import BotDefinition
 from botkit.llm.base import Completion
 from botkit.prompting.composer import Prompt
 from botkit.serve import serve
 from botkit.settings import Settings
+from tests.adapters.telegram_api import FAST, FakeBotAPI
 from tests.loopback import LoopbackServer, free_port
 
 TOKEN = "xoxb-test-token-for-botkit"
@@ -55,7 +59,11 @@ TEAM = "T0000001"
 USER = "UANN0001"
 CHANNEL = "C0000001"
 OTHER_CHANNEL = "C0000002"
+DESK = "C0DESK001"
 DM = "D0000001"
+AGENT = "UAGENT001"
+PEOPLE = {USER: "Ann", AGENT: "Anna", "UBOB00001": "Bob"}
+"""Display names users.info knows."""
 
 
 @dataclass
@@ -84,7 +92,38 @@ class Posted:
     ts: str
     thread_ts: str | None
     text: str
+    blocks: list[dict[str, Any]] | None = None
     edits: list[float] = field(default_factory=list)
+
+    def button(self, action_id: str) -> dict[str, Any] | None:
+        """The button with this action id, if the message shows one now."""
+        for block in self.blocks or ():
+            for element in block.get("elements", ()):
+                if element.get("action_id") == action_id:
+                    return dict(element)
+        return None
+
+    @property
+    def shown(self) -> str:
+        """Everything the message shows: its blocks' texts, else its text."""
+        if not self.blocks:
+            return self.text
+        texts = []
+        for block in self.blocks:
+            if "text" in block:
+                texts.append(block["text"]["text"])
+            texts += [e["text"] for e in block.get("elements", ()) if e.get("type") == "mrkdwn"]
+        return "\n".join(texts)
+
+
+@dataclass
+class Ephemeral:
+    """A note only `user` sees."""
+
+    channel: str
+    user: str
+    text: str
+    thread_ts: str | None
 
 
 class FakeSlackAPI:
@@ -94,7 +133,9 @@ class FakeSlackAPI:
         self.update_limit = update_limit
         self.calls: list[Call] = []
         self.messages: list[Posted] = []
+        self.ephemerals: list[Ephemeral] = []
         self.failures: list[Failure] = []
+        self.stalled: dict[str, asyncio.Event] = {}
         self.echo_to: str | None = None
         self.acks: list[dict[str, Any]] = []  # what the bot sent back over Socket Mode
         self._sockets: list[WebSocket] = []
@@ -119,6 +160,8 @@ class FakeSlackAPI:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        for stalled in self.stalled.values():
+            stalled.set()
         await asyncio.gather(*self._echoes, return_exceptions=True)
         for websocket in self._sockets:
             await websocket.close()
@@ -138,6 +181,12 @@ class FakeSlackAPI:
     ) -> None:
         """Answer the next `times` calls of `method` (those matching `when`) with `error`."""
         self.failures.append(Failure(method, error, status, retry_after, times, when))
+
+    def stall(self, method: str) -> asyncio.Event:
+        """Keep calls of `method` waiting until the returned event is set; then they fail
+        with `fatal_error`, having changed nothing (like the calls of a worker that died)."""
+        self.stalled[method] = asyncio.Event()
+        return self.stalled[method]
 
     def called(self, method: str) -> list[Call]:
         return [call for call in self.calls if call.method == method]
@@ -167,13 +216,14 @@ class FakeSlackAPI:
         """Whether a bot is connected over Socket Mode."""
         return bool(self._sockets)
 
-    async def push(self, body: dict[str, Any]) -> str:
-        """Send an Events API body over the Socket Mode connection; the envelope id."""
+    async def push(self, body: dict[str, Any], *, kind: str = "events_api") -> str:
+        """Send an Events API body (or, with `kind="interactive"`, an interactivity
+        payload) over the Socket Mode connection; the envelope id."""
         await self.until(lambda: self._sockets)
         envelope_id = f"envelope-{next(self._clock)}"
         envelope = {
             "envelope_id": envelope_id,
-            "type": "events_api",
+            "type": kind,
             "accepts_response_payload": False,
             "retry_attempt": 0,
             "retry_reason": "",
@@ -192,6 +242,9 @@ class FakeSlackAPI:
         wanted = APP_TOKEN if method == "apps.connections.open" else TOKEN
         if request.headers.get("authorization") != f"Bearer {wanted}":
             return self._error(call, "invalid_auth")
+        if (stalled := self.stalled.get(method)) is not None:
+            await stalled.wait()
+            return self._error(call, "fatal_error")
         for failure in self.failures:
             if (
                 failure.method == method
@@ -234,7 +287,7 @@ class FakeSlackAPI:
         if len(text) > 40_000:
             raise ValueError("msg_too_long")
         thread_ts = params.get("thread_ts") or None
-        message = Posted(channel, self._ts(), thread_ts, text)
+        message = Posted(channel, self._ts(), thread_ts, text, _blocks(params))
         self.messages.append(message)
         self._echo({"type": "message", **self._message_json(message)})
         return {"channel": channel, "ts": message.ts, "message": self._message_json(message)}
@@ -247,6 +300,8 @@ class FakeSlackAPI:
         if len(text) > self.update_limit:
             raise ValueError("msg_too_long")
         message.text = text
+        if "blocks" in params:
+            message.blocks = _blocks(params)
         message.edits.append(time.monotonic())
         self._echo(
             {
@@ -259,6 +314,22 @@ class FakeSlackAPI:
             }
         )
         return {"channel": channel, "ts": ts, "text": text}
+
+    async def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, user = _channel(params), str(params.get("user") or "")
+        if not user:
+            raise ValueError("user_not_found")
+        text = str(params.get("text") or "")
+        self.ephemerals.append(Ephemeral(channel, user, text, params.get("thread_ts") or None))
+        return {"message_ts": self._ts()}
+
+    async def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        user = str(params.get("user") or "")
+        if user not in PEOPLE:
+            raise ValueError("user_not_found")
+        name = PEOPLE[user]
+        profile = {"display_name": name, "real_name": f"{name} Example"}
+        return {"user": {"id": user, "name": name.lower(), "profile": profile}}
 
     async def _reactions_add(self, params: dict[str, Any]) -> dict[str, Any]:
         _channel(params)
@@ -285,6 +356,10 @@ class FakeSlackAPI:
         }
         if message.thread_ts:
             data["thread_ts"] = message.thread_ts
+            parent = next((m for m in self.messages if m.ts == message.thread_ts), None)
+            data["parent_user_id"] = BOT_USER if parent else USER
+        if message.blocks:
+            data["blocks"] = message.blocks
         return data
 
     def _echo(self, event: dict[str, Any]) -> None:
@@ -309,6 +384,13 @@ class FakeSlackAPI:
             pass
         finally:
             self._sockets.remove(websocket)
+
+
+def _blocks(params: dict[str, Any]) -> list[dict[str, Any]] | None:
+    blocks = params.get("blocks")
+    if isinstance(blocks, str):  # form-encoded calls send them as JSON text
+        blocks = json.loads(blocks)
+    return blocks or None
 
 
 def _channel(params: dict[str, Any]) -> str:
@@ -407,14 +489,17 @@ async def deliver(
     secret: str = SECRET,
     timestamp: int | None = None,
     headers: dict[str, str] | None = None,
+    client: httpx.AsyncClient | None = None,
 ) -> httpx.Response:
     """POST a signed Events API request, as Slack does (with its retry headers on a retry)."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     sent = signed_headers(raw, secret=secret, timestamp=timestamp)
     if retry is not None:
         sent |= {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"}
-    async with httpx.AsyncClient() as client:
+    if client is not None:
         return await client.post(url, content=raw, headers=sent | (headers or {}))
+    async with httpx.AsyncClient() as own:
+        return await own.post(url, content=raw, headers=sent | (headers or {}))
 
 
 async def slash_command(
@@ -437,15 +522,88 @@ async def slash_command(
         return await client.post(url, content=raw, headers=headers)
 
 
+def block_action(
+    posted: Posted,
+    action_id: str,
+    *,
+    user: str = AGENT,
+    value: str | None = None,
+) -> dict[str, Any]:
+    """The `block_actions` payload Slack sends when `user` clicks a button of `posted`
+    (its value is the button's unless given)."""
+    button = posted.button(action_id) or {"text": {"type": "plain_text", "text": "?"}}
+    username = PEOPLE.get(user, "someone").lower()
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": username, "name": username, "team_id": TEAM},
+        "api_app_id": "A0000001",
+        "token": "legacy-verification-token",
+        "container": {
+            "type": "message",
+            "message_ts": posted.ts,
+            "channel_id": posted.channel,
+            "is_ephemeral": False,
+        },
+        "trigger_id": f"{next(_event_ids)}.{TEAM}.abcdef",
+        "team": {"id": TEAM, "domain": "botkit-test"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": posted.channel, "name": "support-desk"},
+        "message": {
+            "type": "message",
+            "user": BOT_USER,
+            "bot_id": BOT_ID,
+            "text": posted.text,
+            "ts": posted.ts,
+            "blocks": posted.blocks or [],
+        },
+        "state": {"values": {}},
+        "response_url": "https://hooks.slack.invalid/actions/T0000001/1/2",
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": "botkit_handoff",
+                "text": button["text"],
+                "value": value if value is not None else button.get("value", ""),
+                "type": "button",
+                "action_ts": new_ts(),
+            }
+        ],
+    }
+
+
+async def interact(
+    url: str,
+    payload: dict[str, Any],
+    *,
+    secret: str = SECRET,
+    timestamp: int | None = None,
+) -> httpx.Response:
+    """POST an interactivity payload as Slack does: form-encoded `payload=`, signed."""
+    raw = urlencode({"payload": json.dumps(payload)}).encode()
+    headers = signed_headers(
+        raw,
+        secret=secret,
+        timestamp=timestamp,
+        content_type="application/x-www-form-urlencoded",
+    )
+    async with httpx.AsyncClient() as client:
+        return await client.post(url, content=raw, headers=headers)
+
+
 # --- a botkit bot serving Slack against the fake ----------------------------------------
 
 
 TIMING = {"edit_interval": 0.05, "shutdown_timeout": 5.0}
-"""What `serving` builds the channel with; a test may patch an entry."""
+"""What `serving` builds the Slack channel with; a test may patch an entry."""
 
 
-def fast_build(app: BotApp, options: ServeOptions) -> SlackChannel:
+def fast_slack(app: BotApp, options: ServeOptions) -> SlackChannel:
     return SlackChannel(app, **TIMING)
+
+
+def fast_telegram(app: BotApp, options: ServeOptions) -> TelegramChannel:
+    return TelegramChannel(app, webhook_url=options.webhook_url, timing=FAST)
 
 
 @dataclass
@@ -457,19 +615,29 @@ class Served:
 
 @asynccontextmanager
 async def serving(
-    api: FakeSlackAPI, bot: BotDefinition, *, responder: Any = None, **slack: Any
+    api: FakeSlackAPI,
+    bot: BotDefinition,
+    *,
+    responder: Any = None,
+    channels: tuple[str, ...] = ("slack",),
+    telegram: FakeBotAPI | None = None,
+    store: str = "memory://",
+    lease: float = 30.0,
+    **slack: Any,
 ) -> AsyncIterator[Served]:
-    """The bot on its Slack channel, run by `botkit.serve.serve` on a free port, until the
-    block ends (then stopped with SIGTERM, as `botkit serve` is)."""
+    """The bot on its channels (Slack; or Telegram, with `telegram`), and its desk if it has
+    one, run by `botkit.serve.serve` on a free port until the block ends (then stopped
+    with SIGTERM, as `botkit serve` is). The channels run with short intervals."""
     port = free_port()
     slack = {"bot_token": TOKEN, "signing_secret": SECRET, "api_url": api.base_url, **slack}
-    settings = Settings(store={"url": "memory://"}, slack=slack)
-    with patch.dict(CHANNELS, {"slack_fast": f"{__name__}:fast_build"}):
+    tg = {"bot_token": telegram.token, "base_url": telegram.base_url} if telegram else {}
+    settings = Settings(store={"url": store, "lease": lease}, slack=slack, telegram=tg)
+    fast = {"slack": f"{__name__}:fast_slack", "telegram": f"{__name__}:fast_telegram"}
+    with patch.dict(CHANNELS, fast):
         async with BotApp(settings=settings, bots=[bot]) as app:
             if responder is not None:
                 app.pipelines[bot.name].responder = responder
-            options = ServeOptions(channels=("slack_fast",), port=port)
-            task = asyncio.create_task(serve(app, options))
+            task = asyncio.create_task(serve(app, ServeOptions(channels=channels, port=port)))
             try:
                 if slack.get("app_token"):
                     await api.until(lambda: task.done() or api.connected)
@@ -477,6 +645,8 @@ async def serving(
                         task.result()
                 else:
                     await _until_listening(port, task)
+                if telegram is not None:
+                    await telegram.until(lambda: task.done() or telegram.called("getUpdates"))
                 yield Served(app, f"http://127.0.0.1:{port}/slack/events", port)
             finally:
                 if not task.done():

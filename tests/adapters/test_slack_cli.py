@@ -79,7 +79,8 @@ async def test_serve_answers_a_mention_on_slack_and_stops_on_sigterm(
             await process.wait()
     assert process.returncode == 0, stderr.decode()
     assert TOKEN not in stderr.decode() and SECRET not in stderr.decode()
-    # At the default level, the one line saying where Slack reaches the bot.
+    # At the default level, the one line saying where Slack reaches the bot (and no
+    # warning from bolt, which reads SLACK_BOT_TOKEN itself, that botkit's client wins).
     assert stderr.decode() == f"slack: shop by the Events API at {url}\n"
 
 

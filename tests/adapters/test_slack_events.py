@@ -244,7 +244,7 @@ async def test_a_bare_mention_gets_the_welcome(api: FakeSlackAPI, shop: BotDefin
     async with serving(api, shop) as bot:
         event = mention("")
         await deliver(bot.url, event_body(event))
-        await api.until(lambda: api.called("chat.update"))
+        await api.until(lambda: api.called("chat.postMessage"))
         incoming = IncomingMessage(
             channel="slack", bot="shop", conversation_id=CHANNEL, user_id=USER, text=""
         )
@@ -258,7 +258,7 @@ async def test_a_message_with_only_files_gets_the_unsupported_template(
     async with serving(api, shop) as bot:
         event = message("", channel=DM, subtype="file_share", files=[{"id": "F1"}])
         await deliver(bot.url, event_body(event))
-        await api.until(lambda: api.called("chat.update"))
+        await api.until(lambda: api.called("chat.postMessage"))
         incoming = IncomingMessage(
             channel="slack", bot="shop", conversation_id=DM, user_id=USER, text=""
         )

@@ -10,7 +10,7 @@ import pytest
 
 from botkit.adapters.slack import SlackChannel
 from botkit.app import BotApp
-from botkit.errors import ConfigError
+from botkit.errors import ConfigError, StoreError
 from botkit.home import BotDefinition
 from botkit.settings import Settings
 from tests.adapters.slack_api import (
@@ -69,3 +69,23 @@ async def test_an_app_token_slack_rejects_is_a_config_error(
                 await channel.run()
         finally:
             await channel.aclose()
+
+
+async def test_an_event_the_store_cannot_keep_is_not_acknowledged(
+    api: FakeSlackAPI, shop: BotDefinition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with serving(api, shop, app_token=APP_TOKEN, signing_secret=None) as bot:
+
+        async def down(**item: Any) -> None:
+            raise StoreError("the store is unreachable")
+
+        body = event_body(message("When are you open?", channel=DM))
+        with monkeypatch.context() as patched:
+            patched.setattr(bot.app.store, "inbox_add", down)
+            refused = await api.push(body)
+            await api.settled()
+        assert refused not in {ack["envelope_id"] for ack in api.acks}  # Slack sends it again
+        assert api.called("chat.postMessage") == []
+        again = await api.push(body)
+        await api.until(lambda: again in {ack["envelope_id"] for ack in api.acks})
+        await api.until(lambda: [m.text for m in api.in_channel(DM)] == [OPEN])
