@@ -129,6 +129,13 @@ class WebSettings(BaseModel):
         return [key.strip() for key in raw.split(",") if key.strip()]
 
 
+class HandoffDeskSettings(BaseModel):
+    """The desks' secrets; which desk a bot hands over to is in its `[handoff]` table."""
+
+    webhook_secret: SecretStr | None = None
+    """`BOTKIT_HANDOFF_WEBHOOK_SECRET`: the key the webhook desk signs its events with."""
+
+
 class Settings(BaseSettings):
     """The process's settings: the bot home, the store and the LLM endpoint."""
 
@@ -146,6 +153,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
     web: WebSettings = WebSettings()
+    handoff: HandoffDeskSettings = HandoffDeskSettings()
 
     # The platforms' own variable names, honoured when the BOTKIT_ ones are not set.
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")

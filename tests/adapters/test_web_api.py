@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from botkit.adapters import ServeOptions
 from botkit.adapters.web import build
+from botkit.adapters.web.replies import FAILED
 from botkit.app import BotApp
 from botkit.home import BotDefinition, BotHome
 from botkit.messages import Turn, Usage, conversation_key
@@ -208,10 +209,7 @@ async def test_a_failing_store_is_a_json_500_or_an_error_event(
     assert_error(await client.post(url, json={"message": "hi"}), 500, "internal")
     async with aconnect_sse(client, "POST", url, json={"message": "hi", "stream": True}) as source:
         events = [(event.event, event.json()) async for event in source.aiter_sse()]
-    assert events[-1] == (
-        "error",
-        {"error": {"code": "internal", "message": "the reply could not be completed"}},
-    )
+    assert events[-1] == ("error", {"error": {"code": "internal", "message": FAILED}})
 
 
 # ---- access ---------------------------------------------------------------------------

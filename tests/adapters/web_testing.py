@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +14,7 @@ import httpx
 
 from botkit.adapters import ServeOptions
 from botkit.app import BotApp
+from botkit.handoff import Desk
 from botkit.home import BotDefinition
 from botkit.llm.base import Completion
 from botkit.messages import Usage
@@ -49,12 +50,15 @@ async def web_server(
     *,
     settings: dict[str, Any] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    desks: Mapping[str, Desk] | None = None,
 ) -> AsyncIterator[WebServer]:
     values = {"store": {"url": "memory://"}, "web": {"api_keys": f"{KEY},{OTHER_KEY}"}}
     for section, fields in (settings or {}).items():
         values[section] = values.get(section, {}) | fields
     port = free_port()
-    async with BotApp(settings=Settings(**values), bots=bots, transport=transport) as app:
+    async with BotApp(
+        settings=Settings(**values), bots=bots, transport=transport, desks=desks
+    ) as app:
         task = asyncio.create_task(serve(app, ServeOptions(channels=("web",), port=port)))
         server = WebServer(app=app, url=f"http://127.0.0.1:{port}", task=task)
         try:
