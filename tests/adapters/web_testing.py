@@ -11,15 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from starlette.routing import BaseRoute
 
 from botkit.adapters import ServeOptions
+from botkit.adapters.web import build
 from botkit.app import BotApp
 from botkit.handoff import Desk
 from botkit.home import BotDefinition
 from botkit.llm.base import Completion
 from botkit.messages import Usage
 from botkit.prompting.composer import Prompt
-from botkit.serve import serve
+from botkit.serve import Health, serve
 from botkit.settings import Settings
 from tests.loopback import free_port
 
@@ -66,6 +68,18 @@ async def web_server(
             yield server
         finally:
             await server.stop()
+
+
+def served_routes(app: BotApp) -> list[BaseRoute]:
+    """The routes `botkit serve --channel web` serves for `app`, gathered as `serve` does:
+    the web channel's, each desk's and the health routes."""
+    from botkit.desks import load_desk
+
+    options = ServeOptions(channels=("web",))
+    parts = [build(app, options)]
+    desks = {bot.settings.handoff.desk for bot in app.bots if bot.settings.handoff}
+    parts += [load_desk(desk).serve(app, options) for desk in sorted(desks)]
+    return [*Health(app, parts).routes(), *(route for part in parts for route in part.routes())]
 
 
 async def _until_healthy(server: WebServer) -> None:
