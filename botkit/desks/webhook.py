@@ -139,7 +139,10 @@ class WebhookDesk:
         queue = self._queues[handoff_id]
         try:
             while queue:
-                await self._deliver(self._urls[bot], queue[0])
+                try:
+                    await self._deliver(self._urls[bot], queue[0])
+                except Exception:  # a bug must not stop the handoff's later events
+                    logger.exception("webhook desk: could not send %s", queue[0].type)
                 queue.popleft()
         finally:
             del self._queues[handoff_id]
@@ -237,6 +240,8 @@ def serve(app: BotApp, options: ServeOptions) -> Channel:
         if bot.settings.handoff is not None and bot.settings.handoff.desk == "webhook"
     }
     web = app.settings.web
+    if not web.keys:
+        logger.warning("no BOTKIT_WEB_API_KEYS set: the handoffs API refuses everyone (401)")
     return HandoffsApi(
         handoffs=app.handoffs,
         bots=bots,

@@ -242,6 +242,16 @@ async def test_every_v1_route_needs_a_valid_key(
     assert accepted.status_code < 300
 
 
+async def test_live_events_and_handoffs_need_a_valid_key(
+    server: WebServer, client: httpx.AsyncClient
+) -> None:
+    session_id = await new_session(client)
+    async with server.client("wrong-key") as stranger:
+        for method, path in [("GET", "events"), ("POST", "handoff")]:
+            response = await stranger.request(method, f"/v1/sessions/{session_id}/{path}")
+            assert_error(response, 401, "unauthorized")
+
+
 async def test_without_configured_keys_the_api_refuses_everyone(shop: BotDefinition) -> None:
     served = web_server([shop], settings={"web": {"api_keys": ""}})
     async with served as server, server.client("") as client:

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,7 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
+from botkit.errors import StoreError
 from botkit.home import BotDefinition, BotHome
+from botkit.messages import Turn
 from botkit.testing import FakeDesk, write_bot
 from tests.adapters.web_testing import KEY, ScriptedResponder, web_server
 from tests.conftest import SHOP_FAQ
@@ -294,6 +296,52 @@ async def test_a_persons_messages_appear_live_with_their_name(tmp_path: Path) ->
             "",
             "Anna has finished helping you: you're back with the shop assistant. Ask me anything.",
         ),
+        ("user", "", "When are you open?"),
+        ("assistant", "", "We are open Monday to Friday, 9:00 to 17:00."),
+    ]
+
+
+async def test_an_answer_finished_later_takes_its_place_on_the_page(shop: BotDefinition) -> None:
+    if MISSING:
+        pytest.fail(f"CI is set but the browser is missing: {', '.join(MISSING)}")
+    async with web_server([shop]) as server:
+        store = server.app.store
+        stored = store.append
+        failures = [StoreError("the store went away mid-answer")]
+
+        async def append_failing_once(key: str, turns: Sequence[Turn], **fields: Any) -> None:
+            if turns[0].role == "assistant" and failures:
+                raise failures.pop()
+            await stored(key, turns, **fields)
+
+        store.append = append_failing_once  # type: ignore[method-assign]
+
+        def scenario() -> list[tuple[str, str, str]]:
+            from selenium.webdriver.common.by import By
+
+            with chromium() as driver:
+                driver.get(server.url + "/")
+                wait_for(driver, lambda d: entries(d)[:1], "the welcome")
+                ask(driver, "When are you open?")
+                status = wait_for(
+                    driver,
+                    lambda d: d.find_element(By.ID, "status").is_displayed(),
+                    "the interrupted answer",
+                )
+                assert status
+                assert "appear here" in driver.find_element(By.ID, "status").text
+                # The inbox tries the message again; its answer arrives live, in place.
+                wait_for(
+                    driver,
+                    lambda d: not d.find_elements(By.CSS_SELECTOR, "#messages .waiting"),
+                    "the answer, finished later",
+                    timeout=20,
+                )
+                assert not driver.find_element(By.ID, "status").is_displayed()
+                return entries(driver)
+
+        shown = await asyncio.to_thread(scenario)
+    assert shown[1:] == [
         ("user", "", "When are you open?"),
         ("assistant", "", "We are open Monday to Friday, 9:00 to 17:00."),
     ]

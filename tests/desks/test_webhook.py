@@ -333,3 +333,13 @@ async def test_deleting_a_session_cancels_its_handoff(
         assert (await client.get("/v1/handoffs")).json()["handoffs"] == []
     resolved = await receiver.next("handoff.resolved")
     assert resolved["handoff"]["outcome"] == "cancelled"
+
+
+def test_the_secret_comes_from_the_environment_and_is_never_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOTKIT_HANDOFF_WEBHOOK_SECRET", "whsec-from-env")
+    settings = Settings()
+    secret = settings.handoff.webhook_secret
+    assert secret is not None and secret.get_secret_value() == "whsec-from-env"
+    assert "whsec-from-env" not in repr(settings) and "whsec-from-env" not in str(settings)
