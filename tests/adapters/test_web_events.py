@@ -159,7 +159,7 @@ async def test_a_quiet_stream_is_pinged_and_ends_when_its_session_is_gone() -> N
         return there[0]
 
     async def events(request: Request) -> Response:
-        return live.stream(
+        return await live.stream(
             request, "c", describe=lambda t: {"c": t.content}, still_there=still_there
         )
 

@@ -205,7 +205,7 @@ class SessionsApi:
 
     async def events(self, request: Request) -> Response:
         session = await self._session(request)
-        return self._events.stream(
+        return await self._events.stream(
             request,
             session.conversation_key,
             describe=lambda turn: session_message(turn).model_dump(mode="json"),

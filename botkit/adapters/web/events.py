@@ -80,7 +80,7 @@ class LiveEvents:
         """The id a client passes to get only what is stored from now on."""
         return event_id(await self._store.cursor(conversation), 0)
 
-    def stream(
+    async def stream(
         self,
         request: Request,
         conversation: str,
@@ -90,9 +90,9 @@ class LiveEvents:
     ) -> StreamingResponse:
         """The conversation's turns after `Last-Event-ID` (or `?after=`; default: from now)
         until the client leaves, the worker stops, or `still_there()` says the session is
-        gone (asked at each ping)."""
+        gone (asked at each ping). Raises `StoreError` (a 503) before the stream starts."""
         given = request.headers.get("last-event-id") or request.query_params.get("after")
-        start = parse_event_id(given) if given else None
+        start = parse_event_id(given) if given else (await self._store.cursor(conversation), 0)
         return StreamingResponse(
             self._events(conversation, start, describe, still_there),
             media_type="text/event-stream",
@@ -102,7 +102,7 @@ class LiveEvents:
     async def _events(
         self,
         conversation: str,
-        start: tuple[int, int] | None,
+        start: tuple[int, int],
         describe: Describe,
         still_there: Callable[[], Awaitable[bool]],
     ) -> AsyncIterator[bytes]:
@@ -112,9 +112,8 @@ class LiveEvents:
         stopping = asyncio.ensure_future(self._stopping.wait())
         changed: asyncio.Future[bool] | None = None
         try:
-            # Subscribed before the first read, so no turn slips between the two.
             async with self._store.subscribe(conversation_topic(conversation)) as changes:
-                cursor, sent = start or (await self._store.cursor(conversation), 0)
+                cursor, sent = start
                 spoke = loop.time()
                 while True:
                     try:

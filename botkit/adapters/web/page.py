@@ -156,7 +156,7 @@ class ChatPage:
 
     async def events(self, request: Request) -> Response:
         session = await self._session(request)
-        return self._events.stream(
+        return await self._events.stream(
             request,
             session.conversation_key,
             describe=lambda turn: _page_message(turn).model_dump(mode="json"),
