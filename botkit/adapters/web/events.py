@@ -115,20 +115,24 @@ class LiveEvents:
             async with self._store.subscribe(conversation_topic(conversation)) as changes:
                 cursor, sent = start
                 spoke = loop.time()
+                failing = False
                 while True:
                     try:
                         end, turns = await self._store.turns_since(conversation, cursor)
                     except StoreError as err:  # keep the client; look again after a wait
-                        logger.warning("live events of %s: %s", conversation, err)
-                        turns = []
+                        if not failing:
+                            logger.warning("live events of %s: %s", conversation, err)
+                        failing = True
                     else:
+                        failing = False
+                        if len(turns) < sent:  # reset since the client's id: all is new
+                            sent = 0
                         for number, turn in enumerate(turns[sent:], start=sent + 1):
                             yield sse_event(
                                 event_name(turn), describe(turn), id=event_id(cursor, number)
                             )
                             spoke = loop.time()
-                        if len(turns) >= sent:
-                            cursor, sent = end, 0
+                        cursor, sent = end, 0
                     if loop.time() - spoke >= self._ping:
                         if not await _asked(still_there):
                             return
