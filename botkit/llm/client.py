@@ -1,9 +1,12 @@
 """One HTTP client per OpenAI-compatible API, shared by every bot of a process.
 
-It drives an httpx transport directly: by default httpx-aiohttp's, pooled, which
-carries ten times the requests of `httpx.AsyncClient` on one core (see
-bench/); in tests any `httpx.AsyncBaseTransport`, e.g. `httpx.MockTransport`.
-Each call is one attempt: retries, deadlines and fallbacks belong to the caller.
+By default it runs on one pooled aiohttp session, which carries ten times the requests
+of `httpx.AsyncClient` on one core (see bench/): a non-streamed completion is one aiohttp
+request under one aiohttp timeout (connect, read and total in one `ClientTimeout`, no
+second timer around it); streams go through httpx-aiohttp's transport on the same
+session, for httpx-sse. Given any `httpx.AsyncBaseTransport` instead (in tests,
+`httpx.MockTransport`), every call goes through that. Each call is one attempt:
+retries, deadlines and fallbacks belong to the caller.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import email.utils
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -36,6 +39,9 @@ from botkit.errors import (
 )
 from botkit.llm.ratelimit import RateLimit
 from botkit.messages import Usage
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +108,7 @@ class CompletionClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._completions_url = httpx.URL(f"{self.base_url}/chat/completions")
+        self._completions_url_text = f"{self.base_url}/chat/completions"
         self._models_url = httpx.URL(f"{self.base_url}/models")
         fixed = {
             "content-type": "application/json",
@@ -113,13 +120,20 @@ class CompletionClient:
             fixed["authorization"] = f"Bearer {api_key.get_secret_value()}"
         # Built once: normalizing headers for every request would cost more than sending it.
         self._headers = httpx.Headers(fixed)
+        self._fixed_headers = fixed
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._direct = transport is None  # plain completions on the aiohttp session itself
         if transport is None:
+            import aiohttp
             from httpx_aiohttp import AiohttpTransport
 
-            limits = httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+            transport = AiohttpTransport(client=self._aiohttp)
+            # The pool's queue is no connection attempt: waiting there is bounded by the
+            # total (and the caller's deadline), not by the connect timeout.
+            self._create_timeout = aiohttp.ClientTimeout(
+                total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
             )
-            transport = AiohttpTransport(limits=limits)
         self._transport = transport
         self._timeouts = timeouts
         self._extensions = {
@@ -135,6 +149,39 @@ class CompletionClient:
     async def create(self, body: dict[str, Any], *, estimated_tokens: int = 0) -> ChatCompletion:
         """One non-streamed completion."""
         await self._take_budget(estimated_tokens)
+        if self._direct:
+            status, reason, headers, content = await self._post(body)
+        else:
+            status, reason, headers, content = await self._via_transport(body)
+        request_id = headers.get("x-request-id")
+        if status >= 400:
+            raise status_error(status, reason, headers, content)
+        completion = parse_completion(content, request_id)
+        self._settle_budget(estimated_tokens, completion.usage)
+        return completion
+
+    async def _post(self, body: dict[str, Any]) -> tuple[int, str, Mapping[str, str], bytes]:
+        """The hot path: one aiohttp request, its only timer aiohttp's own."""
+        import aiohttp
+
+        try:
+            async with self._aiohttp().post(
+                self._completions_url_text,  # a str: aiohttp's URL is faster built from one
+                data=orjson.dumps(body),
+                timeout=self._create_timeout,
+            ) as response:
+                content = await response.read()
+        except aiohttp.ServerTimeoutError as err:  # connecting or reading: before TimeoutError
+            raise APITimeoutError(f"timed out: {err}") from err
+        except TimeoutError as err:
+            raise APITimeoutError(f"no answer within {self._timeouts.total:g} s") from err
+        except aiohttp.ClientError as err:
+            raise APIConnectionError(f"connection failed: {err!r}") from err
+        return response.status, response.reason or "", response.headers, content
+
+    async def _via_transport(
+        self, body: dict[str, Any]
+    ) -> tuple[int, str, Mapping[str, str], bytes]:
         try:
             async with asyncio.timeout(self._timeouts.total):
                 response = await self._send(self._completions_url, body)
@@ -146,11 +193,25 @@ class CompletionClient:
             raise APITimeoutError(f"no answer within {self._timeouts.total:g} s") from err
         except httpx.TransportError as err:
             raise connection_error(err) from err
-        if response.status_code >= 400:
-            raise status_error(response, content)
-        completion = parse_completion(content, _request_id(response))
-        self._settle_budget(estimated_tokens, completion.usage)
-        return completion
+        return response.status_code, response.reason_phrase, response.headers, content
+
+    def _aiohttp(self) -> aiohttp.ClientSession:
+        """The pooled session, made on first use (it belongs to the running event loop)."""
+        if self._session is None:
+            import aiohttp
+
+            timeouts = self._timeouts
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, ssl=httpx.create_ssl_context()
+                ),
+                headers=self._fixed_headers,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=timeouts.connect, sock_read=timeouts.read
+                ),
+                auto_decompress=True,
+            )
+        return self._session
 
     async def stream(
         self, body: dict[str, Any], *, estimated_tokens: int = 0
@@ -169,7 +230,10 @@ class CompletionClient:
         done = False
         try:
             if response.status_code >= 400:
-                raise status_error(response, await response.aread())
+                content = await response.aread()
+                raise status_error(
+                    response.status_code, response.reason_phrase, response.headers, content
+                )
             async for event in EventSource(response).aiter_sse():
                 if event.data == "[DONE]":
                     done = True
@@ -219,14 +283,17 @@ class CompletionClient:
         except httpx.TransportError as err:
             raise connection_error(err) from err
         if response.status_code >= 400:
-            raise status_error(response, content)
+            reason = response.reason_phrase
+            raise status_error(response.status_code, reason, response.headers, content)
         data = _json_object(content, _request_id(response)).get("data")
         if not isinstance(data, list):
             raise MalformedResponseError("the model list has no 'data' array")
         return [str(item["id"]) for item in data if isinstance(item, dict) and "id" in item]
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._transport.aclose()  # closes the session too, once it has used it
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
 
     async def __aenter__(self) -> CompletionClient:
         return self
@@ -289,7 +356,9 @@ def parse_completion(content: bytes, request_id: str | None = None) -> ChatCompl
     )
 
 
-def status_error(response: httpx.Response, content: bytes) -> APIStatusError:
+def status_error(
+    status: int, reason: str, headers: Mapping[str, str], content: bytes
+) -> APIStatusError:
     """The exception for an error status, with the API's own message and code."""
     try:
         payload = orjson.loads(content)
@@ -297,17 +366,15 @@ def status_error(response: httpx.Response, content: bytes) -> APIStatusError:
         payload = None
     if not isinstance(payload, dict) or not isinstance(payload.get("error"), dict | str):
         text = content.decode(errors="replace").strip()[:300]
-        payload = {"error": {"message": text or response.reason_phrase or "no details"}}
-    return _error_from_payload(
-        response.status_code, payload, _request_id(response), response.headers
-    )
+        payload = {"error": {"message": text or reason or "no details"}}
+    return _error_from_payload(status, payload, headers.get("x-request-id"), headers)
 
 
 def _error_from_payload(
     status: int,
     payload: dict[str, Any],
     request_id: str | None,
-    headers: httpx.Headers | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> APIStatusError:
     error = payload["error"]
     if isinstance(error, str):
@@ -357,7 +424,7 @@ def connection_error(err: httpx.TransportError) -> APIConnectionError:
     return APIConnectionError(f"connection failed: {err}")
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the server asks us to wait: `retry-after-ms`, else `Retry-After` (seconds or
     an HTTP date)."""
     if (millis := headers.get("retry-after-ms")) is not None:

@@ -284,3 +284,17 @@ async def test_requests_run_concurrently_on_one_client(openai_server: OpenAIServ
         await asyncio.gather(*(client.create(ChatParams().body("m", MESSAGES)) for _ in range(20)))
     # Twenty 0.3 s answers one after another would take 6 s; the pool runs them at once.
     assert time.monotonic() - started < 3
+
+
+async def test_waiting_for_a_pooled_connection_is_no_connect_timeout(
+    openai_server: OpenAIServer,
+) -> None:
+    # One connection, three requests: two wait in the pool longer than the connect
+    # timeout, yet nothing failed to connect. Only the total bounds that wait.
+    openai_server.then(*[Answer(delay=0.3) for _ in range(3)])
+    timeouts = Timeouts(connect=0.1, read=5, total=5)
+    async with client_for(openai_server, timeouts=timeouts, max_connections=1) as client:
+        results = await asyncio.gather(
+            *(client.create(ChatParams().body("m", MESSAGES)) for _ in range(3))
+        )
+    assert [r.text for r in results] == ["Hello from the test server."] * 3
