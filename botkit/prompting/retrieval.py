@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from botkit.prompting.embeddings import SentenceEncoder
 
 _WORD = re.compile(r"\w\w+")
+_STEMS_KEPT = 100_000  # words a Tokenizer remembers the stems of
 _NON_WORD = re.compile(r"\W+")
 # Lucene's BM25 with a little less saturation than its default 1.2: a snippet whose
 # questions repeat a word is about that word.
@@ -106,8 +107,9 @@ class Tokenizer:
         words = _WORD.findall(text.lower())
         missing = [w for w in words if w not in cache]
         if missing:
-            if len(cache) > 100_000:  # bound what odd queries can make it hold
+            if len(cache) > _STEMS_KEPT:  # bound what odd queries can make it hold
                 cache.clear()
+                missing = words
             cache.update(zip(missing, self.stems(missing), strict=True))
         return [s for w in words if (s := cache[w])]
 
@@ -133,6 +135,7 @@ class FaqIndex:
         self._tokenize = Tokenizer(language)
         self._vocab: dict[str, int] = {}
         self._scratch = threading.local()
+        self._everyone = np.arange(len(self.snippets), dtype=np.int32)
         self._build(self.snippets)
         if encoder is not None and self.snippets:
             self._embed(encoder)
@@ -196,7 +199,7 @@ class FaqIndex:
             return []
         ceiling = self._ceiling(words, ids)
         candidates, scores, repeats = self._bm25(ids, top_k, min_confidence * ceiling)
-        return self._best(candidates, scores / ceiling, top_k, min_confidence, repeats)
+        return self._best(candidates, scores, top_k, min_confidence, repeats, ceiling)
 
     def _ceiling(self, words: list[str], ids: list[int]) -> float:
         unknown = len(words) - len(ids)
@@ -222,8 +225,15 @@ class FaqIndex:
         if len(self.snippets) <= _SCAN_ALL_UP_TO or len(ids) == 1:
             spans = [(start[w], start[w + 1]) for w in ids]  # a repeated word, repeatedly
             candidates = np.concatenate([docs[lo:hi] for lo, hi in spans])
-            np.add.at(buffer, candidates, np.concatenate([weights[lo:hi] for lo, hi in spans]))
-            scores = buffer.take(candidates).astype(np.float64)
+            adds = np.concatenate([weights[lo:hi] for lo, hi in spans])
+            if len(candidates) > len(self.snippets) // 4:
+                # Lists naming much of the FAQ: scoring every snippet costs less than
+                # keeping track of the ones named.
+                dense = np.zeros(len(self.snippets), dtype=np.float32)
+                np.add.at(dense, candidates, adds)
+                return self._everyone, dense, 1
+            np.add.at(buffer, candidates, adds)
+            scores = buffer.take(candidates)
             buffer[candidates] = 0.0
             return candidates, scores, len(ids)
         # (word, times the query says it, the most it can add), most valuable first
@@ -280,23 +290,29 @@ class FaqIndex:
         top_k: int,
         min_confidence: float,
         repeats: int = 1,
+        scale: float = 1.0,
     ) -> list[FaqMatch]:
-        """The `top_k` best candidates whose score reaches `min_confidence`; a candidate
-        listed up to `repeats` times (always with the same score) counts once."""
+        """The `top_k` best candidates whose confidence (score / `scale`) reaches
+        `min_confidence`; a candidate listed up to `repeats` times (always with the same
+        score) counts once."""
         wanted = top_k * repeats
         if wanted < len(scores):
             # Every entry as good as the wanted-th best: equals are then ranked by their
             # place in the FAQ, not by where the partition happened to leave them.
-            kth = np.partition(scores, len(scores) - wanted)[len(scores) - wanted]
+            # (Partitioning the negated scores near their start stays fast on the many
+            # zeros of a dense array; near the end it does not.)
+            kth = -np.partition(-scores, wanted - 1)[wanted - 1]
             keep = np.flatnonzero(scores >= kth)
         else:
             keep = np.arange(len(scores))
         # Best first; among equals, the snippet that comes first in the FAQ.
-        keep = keep[np.lexsort((candidates[keep], -scores[keep]))]
+        best = scores[keep]
+        order = np.lexsort((candidates[keep], -best))
         matches: list[FaqMatch] = []
         seen: set[int] = set()
-        for i in keep:
-            confidence, doc = float(scores[i]), int(candidates[i])
+        for confidence, doc in zip(
+            (best[order] / scale).tolist(), candidates[keep[order]].tolist(), strict=True
+        ):
             if confidence <= 0 or confidence < min_confidence or len(matches) == top_k:
                 break
             if doc not in seen:
@@ -332,4 +348,4 @@ class FaqIndex:
             words_ = np.zeros(len(self.snippets))
             words_[candidates] = scores / self._ceiling(words, ids)  # repeats: same score
             confidence += HYBRID_WEIGHT * words_
-        return self._best(np.arange(len(self.snippets)), confidence, top_k, min_confidence)
+        return self._best(self._everyone, confidence, top_k, min_confidence)

@@ -129,3 +129,13 @@ def test_a_large_faq_skips_common_words_yet_finds_what_scanning_all_finds(
             round(m.confidence, 5) for m in scanned
         ]
         assert [m.snippet for m in skipped] == [m.snippet for m in scanned]
+
+
+def test_the_tokenizer_forgets_stems_it_remembers_too_many_of(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(retrieval, "_STEMS_KEPT", 2)
+    tokenize = Tokenizer()
+    assert tokenize("cards declined") == ["card", "declin"]
+    assert tokenize("refunds cards payments") == ["refund", "card", "payment"]
+    assert tokenize("cards arrive") == ["card", "arriv"]  # over the bound: starts afresh
