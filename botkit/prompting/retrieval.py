@@ -6,8 +6,9 @@ what it answers, so it should tip a choice, not make it). Tokens are lower-cased
 Snowball-stemmed words without stop words.
 
 The index is an inverted one: for every word, the snippets that use it and what it adds
-to their score. A query adds up the lists of its own words, so it costs what those
-lists hold, never the size of the FAQ.
+to their score. A query adds up the lists of its own words, so it costs what those lists
+hold, not the size of the FAQ; in a large FAQ (MaxScore) it only looks up, for the
+snippets still in the running, the words too common to change its best matches.
 
 BM25 scores depend on the query, so a match also gets a confidence in [0, 1): its score
 divided by the highest score any snippet could reach for this query (the sum of the query
@@ -38,8 +39,10 @@ if TYPE_CHECKING:
     from botkit.prompting.embeddings import SentenceEncoder
 
 _WORD = re.compile(r"\w\w+")
-_STEMS_KEPT = 100_000  # words a Tokenizer remembers the stems of
 _NON_WORD = re.compile(r"\W+")
+_STEMS_KEPT = 100_000  # words a Tokenizer remembers the stems of
+# Contractions typed without the apostrophe ("dont") are as empty as the rest.
+_ENGLISH_CONTRACTIONS = ("dont", "doesnt", "didnt", "cant", "wont", "isnt", "im", "ive")
 # Lucene's BM25 with a little less saturation than its default 1.2: a snippet whose
 # questions repeat a word is about that word.
 _K1 = 2.0
@@ -67,9 +70,7 @@ def _stopwords(language: str) -> frozenset[str]:
     from bm25s import stopwords
 
     lists = {
-        # Contractions typed without the apostrophe ("dont") are as empty as the rest.
-        "english": (*stopwords.STOPWORDS_EN, "dont", "doesnt", "didnt", "cant", "wont", "isnt")
-        + ("im", "ive"),
+        "english": (*stopwords.STOPWORDS_EN, *_ENGLISH_CONTRACTIONS),
         "german": stopwords.STOPWORDS_GERMAN,
         "french": stopwords.STOPWORDS_FRENCH,
         "spanish": stopwords.STOPWORDS_SPANISH,
