@@ -224,15 +224,16 @@ class FaqIndex:
         if buffer is None:
             buffer = self._scratch.buffer = np.zeros(len(self.snippets), dtype=np.float32)
         if len(self.snippets) <= _SCAN_ALL_UP_TO or len(ids) == 1:
-            spans = [(start[w], start[w + 1]) for w in ids]  # a repeated word, repeatedly
-            candidates = np.concatenate([docs[lo:hi] for lo, hi in spans])
-            adds = np.concatenate([weights[lo:hi] for lo, hi in spans])
-            if len(candidates) > len(self.snippets) // 4:
+            spans = [(int(start[w]), int(start[w + 1])) for w in ids]  # repeated words repeat
+            if sum(hi - lo for lo, hi in spans) > len(self.snippets) // 4:
                 # Lists naming much of the FAQ: scoring every snippet costs less than
                 # keeping track of the ones named.
                 dense = np.zeros(len(self.snippets), dtype=np.float32)
-                np.add.at(dense, candidates, adds)
+                for lo, hi in spans:
+                    np.add.at(dense, docs[lo:hi], weights[lo:hi])
                 return self._everyone, dense, 1
+            candidates = np.concatenate([docs[lo:hi] for lo, hi in spans])
+            adds = np.concatenate([weights[lo:hi] for lo, hi in spans])
             np.add.at(buffer, candidates, adds)
             scores = buffer.take(candidates)
             buffer[candidates] = 0.0
@@ -298,12 +299,16 @@ class FaqIndex:
         score) counts once."""
         wanted = top_k * repeats
         if wanted < len(scores):
-            # Every entry as good as the wanted-th best: equals are then ranked by their
-            # place in the FAQ, not by where the partition happened to leave them.
             # (Partitioning the negated scores near their start stays fast on the many
             # zeros of a dense array; near the end it does not.)
-            kth = -np.partition(-scores, wanted - 1)[wanted - 1]
-            keep = np.flatnonzero(scores >= kth)
+            keep = np.argpartition(-scores, wanted - 1)[:wanted]
+            kth = scores[keep].min()
+            if kth <= 0:  # fewer matches than wanted: no equals worth ranking
+                keep = keep[scores[keep] > 0]
+            elif np.count_nonzero(scores >= kth) > wanted:
+                # Equals of the last one kept: all of them, to be ranked by their place
+                # in the FAQ, not by where the partition happened to leave them.
+                keep = np.flatnonzero(scores >= kth)
         else:
             keep = np.arange(len(scores))
         # Best first; among equals, the snippet that comes first in the FAQ.
