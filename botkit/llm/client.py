@@ -1,17 +1,18 @@
 """One HTTP client per OpenAI-compatible API, shared by every bot of a process.
 
 By default it runs on one pooled aiohttp session, which carries ten times the requests
-of `httpx.AsyncClient` on one core (see bench/): a non-streamed completion is one aiohttp
-request under one aiohttp timeout (connect, read and total in one `ClientTimeout`, no
-second timer around it); streams go through httpx-aiohttp's transport on the same
-session, for httpx-sse. Given any `httpx.AsyncBaseTransport` instead (in tests,
-`httpx.MockTransport`), every call goes through that. Each call is one attempt:
-retries, deadlines and fallbacks belong to the caller.
+of `httpx.AsyncClient` on one core (see bench/): a completion is one aiohttp request
+under aiohttp's own timeouts (connect, read and, unless streamed, total in one
+`ClientTimeout`, no second timer around it). Given any `httpx.AsyncBaseTransport`
+instead (in tests, `httpx.MockTransport`), every call goes through that, streams through
+httpx-sse; the model list always does (httpx-aiohttp's transport on the same session).
+Each call is one attempt: retries, deadlines and fallbacks belong to the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -218,45 +219,35 @@ class CompletionClient:
     ) -> AsyncIterator[str | ChatCompletion]:
         """Text deltas as they arrive, then the whole `ChatCompletion` (text, usage, reason)."""
         await self._take_budget(estimated_tokens)
-        try:
-            response = await self._send(self._completions_url, body)
-        except httpx.TransportError as err:
-            raise connection_error(err) from err
-        request_id = _request_id(response)
+        opened = self._events_direct(body) if self._direct else self._events_via_transport(body)
         parts: list[str] = []
         meta: dict[str, Any] = {}
         finish_reason: str | None = None
         usage: Usage | None = None
         done = False
-        try:
-            if response.status_code >= 400:
-                content = await response.aread()
-                raise status_error(
-                    response.status_code, response.reason_phrase, response.headers, content
-                )
-            async for event in EventSource(response).aiter_sse():
-                if event.data == "[DONE]":
-                    done = True
-                    break
-                chunk = _json_object(event.data.encode(), request_id)
-                if "error" in chunk:  # a server failing after it began to answer
-                    raise _error_from_payload(500, chunk, request_id)
-                meta = meta or chunk
-                for choice in chunk.get("choices") or ():
-                    if choice.get("index", 0) != 0:
-                        continue
-                    if delta := (choice.get("delta") or {}).get("content"):
-                        parts.append(delta)
-                        yield delta
-                    finish_reason = choice.get("finish_reason") or finish_reason
-                if chunk.get("usage"):
-                    usage = _usage(chunk["usage"])
-        except httpx.TransportError as err:
-            raise StreamInterruptedError(
-                f"the stream broke off: {err}", partial="".join(parts), request_id=request_id
-            ) from err
-        finally:
-            await response.aclose()
+        async with opened as (request_id, events):
+            try:
+                async for data in events:
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    chunk = _json_object(data.encode(), request_id)
+                    if "error" in chunk:  # a server failing after it began to answer
+                        raise _error_from_payload(500, chunk, request_id)
+                    meta = meta or chunk
+                    for choice in chunk.get("choices") or ():
+                        if choice.get("index", 0) != 0:
+                            continue
+                        if delta := (choice.get("delta") or {}).get("content"):
+                            parts.append(delta)
+                            yield delta
+                        finish_reason = choice.get("finish_reason") or finish_reason
+                    if chunk.get("usage"):
+                        usage = _usage(chunk["usage"])
+            except _StreamBroke as err:
+                raise StreamInterruptedError(
+                    f"the stream broke off: {err}", partial="".join(parts), request_id=request_id
+                ) from err.__cause__
         if not done and finish_reason is None:
             raise StreamInterruptedError(
                 "the stream ended before the answer did",
@@ -273,6 +264,62 @@ class CompletionClient:
             usage=usage,
             choices=[Choice(0, ChatMessage("assistant", text), finish_reason)],
         )
+
+    @contextlib.asynccontextmanager
+    async def _events_direct(
+        self, body: dict[str, Any]
+    ) -> AsyncIterator[tuple[str | None, AsyncIterator[str]]]:
+        """The data of each server-sent event, read straight off the aiohttp session
+        (connect and read timeouts: the session's; a stream has no total)."""
+        import aiohttp
+
+        try:
+            response = await self._aiohttp().post(
+                self._completions_url_text, data=orjson.dumps(body)
+            )
+        except aiohttp.ServerTimeoutError as err:
+            raise APITimeoutError(f"timed out: {err}") from err
+        except aiohttp.ClientError as err:
+            raise APIConnectionError(f"connection failed: {err!r}") from err
+        try:
+            request_id = response.headers.get("x-request-id")
+            if response.status >= 400:
+                try:
+                    content = await response.read()
+                except aiohttp.ClientError as err:
+                    raise APIConnectionError(f"connection failed: {err!r}") from err
+                raise status_error(
+                    response.status, response.reason or "", response.headers, content
+                )
+            yield request_id, _sse_data(response)
+        finally:
+            response.release()
+
+    @contextlib.asynccontextmanager
+    async def _events_via_transport(
+        self, body: dict[str, Any]
+    ) -> AsyncIterator[tuple[str | None, AsyncIterator[str]]]:
+        try:
+            response = await self._send(self._completions_url, body)
+        except httpx.TransportError as err:
+            raise connection_error(err) from err
+        try:
+            request_id = _request_id(response)
+            if response.status_code >= 400:
+                content = await response.aread()
+                reason = response.reason_phrase
+                raise status_error(response.status_code, reason, response.headers, content)
+
+            async def data() -> AsyncIterator[str]:
+                try:
+                    async for event in EventSource(response).aiter_sse():
+                        yield event.data
+                except httpx.TransportError as err:
+                    raise _StreamBroke(str(err)) from err
+
+            yield request_id, data()
+        finally:
+            await response.aclose()
 
     async def models(self) -> list[str]:
         """The model ids `GET {base_url}/models` lists."""
@@ -321,6 +368,34 @@ class CompletionClient:
     def _settle_budget(self, estimated_tokens: int, usage: Usage | None) -> None:
         if self.rate_limit is not None and usage is not None:
             self.rate_limit.settle(estimated_tokens, usage.total_tokens)
+
+
+class _StreamBroke(Exception):
+    """The connection failed while a stream was being read."""
+
+
+async def _sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    """The data of each server-sent event of an aiohttp response: `data:` lines joined, an
+    empty line ending the event; other fields and comments carry nothing botkit uses.
+    (Lines end in LF or CRLF, as OpenAI-compatible servers send them.)"""
+    import aiohttp
+
+    data: list[str] = []
+    pending = b""
+    try:
+        async for chunk in response.content.iter_any():
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            for raw in lines:
+                line = raw.decode().removesuffix("\r")
+                if not line:
+                    if data:
+                        yield "\n".join(data)
+                        data = []
+                elif line.startswith("data:"):
+                    data.append(line[6:] if line.startswith("data: ") else line[5:])
+    except (aiohttp.ClientError, TimeoutError) as err:
+        raise _StreamBroke(str(err) or type(err).__name__) from err
 
 
 def parse_completion(content: bytes, request_id: str | None = None) -> ChatCompletion:
