@@ -253,7 +253,9 @@ class FaqIndex:
                 if j and left[j] < threshold:
                     break
                 lo, hi = start[word], start[word + 1]
-                listed, adds = docs[lo:hi], weights[lo:hi] * np.float32(repeated)
+                listed, adds = docs[lo:hi], weights[lo:hi]
+                if repeated > 1:
+                    adds = adds * np.float32(repeated)
                 before = buffer.take(listed)
                 found.append(listed[before == 0])  # weights are > 0: these are new
                 np.add.at(buffer, listed, adds)
@@ -261,9 +263,8 @@ class FaqIndex:
                 if scanned < len(terms) and len(listed) >= top_k:
                     # The top_k-th best of this list's snippets so far: the best top_k
                     # can only score more.
-                    after = before + adds
-                    kth = float(np.partition(after, len(after) - top_k)[len(after) - top_k])
-                    threshold = max(threshold, kth)
+                    kth = -np.partition(-(before + adds), top_k - 1)[top_k - 1]
+                    threshold = max(threshold, float(kth))
             candidates = found[0] if len(found) == 1 else np.concatenate(found)
             scores = buffer.take(candidates).astype(np.float64)
         finally:
@@ -279,10 +280,10 @@ class FaqIndex:
             listed = docs[lo:hi]
             at = np.minimum(np.searchsorted(listed, candidates), len(listed) - 1)
             hit = listed[at] == candidates
-            scores[hit] += repeated * weights[lo + at[hit]]
+            found_weights = weights[lo + at[hit]]
+            scores[hit] += found_weights if repeated == 1 else repeated * found_weights
             if len(scores) > top_k:
-                kth = float(np.partition(scores, len(scores) - top_k)[len(scores) - top_k])
-                threshold = max(threshold, kth)
+                threshold = max(threshold, float(-np.partition(-scores, top_k - 1)[top_k - 1]))
         return candidates, scores, 1
 
     def _best(
