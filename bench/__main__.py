@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-CASES = ("client", "pipeline", "burst", "web", "retrieval", "store", "startup")
+CASES = ("client", "pipeline", "burst", "web", "workers", "retrieval", "store", "startup")
 
 
 def main() -> int:

@@ -439,11 +439,14 @@ class Pipeline:
 def _earlier(
     history: list[Turn], message: IncomingMessage, item: InboxItem | None
 ) -> tuple[Turn | None, Turn | None]:
-    """For a message taken up again after a crash: its stored turn and its stored answer.
+    """For a message from the inbox: its turn and its answer if they are stored already.
 
-    The history loses them, so the prompt is composed from the turns before the message.
+    Whoever handled it before (a worker that died, or one that stalled past its lease
+    while another took the message over) may have stored them; then the history loses
+    them, so the prompt is composed from the turns before the message. Only inbox items
+    are looked for: their ids are the platform's, never reused in a conversation.
     """
-    if item is None or item.attempts < 2 or message.message_id is None:
+    if item is None or message.message_id is None:
         return None, None
     for index in range(len(history) - 1, -1, -1):
         turn = history[index]

@@ -338,3 +338,19 @@ async def test_stream_begins_before_the_answer_and_says_whether_the_bot_answers(
     empty = pipeline.stream(chat.message("   "))
     assert await empty.begin() is False
     assert [d async for d in empty] == [] and empty.reply is None
+
+
+async def test_a_message_another_worker_finished_is_not_stored_again(shop: BotDefinition) -> None:
+    # A worker that stalled past its lease still holds its first copy of the item
+    # (attempts 1) after another worker took the message over and answered it.
+    responder = RecordingResponder()
+    pipeline, chat = make(shop, responder)
+    message = chat.message("where is my parcel?", message_id="m-9")
+    item = await pipeline.accept(message, address={})
+    assert item is not None and item.attempts == 1
+    await pipeline.handle(message, item=item)  # the other worker, all the way through
+    again = await pipeline.handle(message, item=item)  # the stalled one, late
+    assert again is not None and again.text == "answer 1"
+    assert len(responder.prompts) == 1
+    stored = await pipeline.store.recent(message.conversation_key, 10)
+    assert [t.content for t in stored] == ["where is my parcel?", "answer 1"]

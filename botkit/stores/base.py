@@ -245,7 +245,11 @@ class LeaseKeeper:
             if not await self._store._renew_lock(lease):
                 logger.warning("lost the lock of %s to another worker", lease.key)
         if self.held_items and isinstance(self._store, Inbox):
-            await self._store._renew_items(list(self.held_items.values()))
+            held = list(self.held_items.values())
+            renewed = await self._store._renew_items(held)
+            for item in held:
+                if item.id not in renewed and self.held_items.pop(item.id, None) is not None:
+                    logger.warning("inbox item %s passed to another worker", item.id)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -354,8 +358,9 @@ class Inbox(ABC):
         """Let go of the item; any worker may take it again after `delay` seconds."""
 
     @abstractmethod
-    async def _renew_items(self, items: Sequence[InboxItem]) -> None:
-        """Extend the leases of items this worker holds."""
+    async def _renew_items(self, items: Sequence[InboxItem]) -> set[str]:
+        """Extend the leases of the items that are still this worker's; their ids. (An item
+        whose lease ran out may have been taken by another worker: it is not taken back.)"""
 
     def _hold(self, item: InboxItem) -> InboxItem:
         if isinstance(self, ConversationStore):

@@ -164,8 +164,8 @@ class MemoryStore(Store):
         if (pending := self._inbox.get(item.id)) is not None:
             pending.expires = time.time() + delay
 
-    async def _renew_items(self, items: Sequence[InboxItem]) -> None:
-        pass  # nothing else can take them
+    async def _renew_items(self, items: Sequence[InboxItem]) -> set[str]:
+        return {item.id for item in items}  # nothing else can take them
 
     async def handoff_open(self, handoff: Handoff) -> Handoff:
         if (current := await self.handoff_current(handoff.conversation)) is not None:

@@ -741,17 +741,18 @@ class PostgresStore(Store):
         )
         await self.publish(f"inbox:{item.channel}")
 
-    async def _renew_items(self, items: Sequence[InboxItem]) -> None:
+    async def _renew_items(self, items: Sequence[InboxItem]) -> set[str]:
         # One statement for all of them. By id, not by owner alone: an item whose take
         # was answered on a connection that then broke is not ours to keep.
-        await self._fetch(
+        rows = await self._fetch(
             "UPDATE botkit_inbox SET expires = now() + $3 * interval '1 second'"
-            " WHERE id = ANY($1::bigint[]) AND owner = $2 AND NOT done",
+            " WHERE id = ANY($1::bigint[]) AND owner = $2 AND NOT done RETURNING id",
             [int(item.id) for item in items],
             self.worker,
             self.lease,
             retry=True,
         )
+        return {str(row["id"]) for row in rows}
 
     # --- handoffs ----------------------------------------------------------------------
 

@@ -90,6 +90,21 @@ if ARGV[3] ~= '' then
 end
 return id
 """
+# Renewing only what is still this worker's: XCLAIM alone would take back an item that
+# another worker claimed after this one's lease ran out.
+_RENEW_ITEMS = """
+local renewed = {}
+for i, id in ipairs(ARGV) do
+    if i > 1 then
+        local pending = redis.call('XPENDING', KEYS[1], 'workers', id, id, 1)
+        if pending[1] and pending[1][2] == ARGV[1] then
+            redis.call('XCLAIM', KEYS[1], 'workers', ARGV[1], 0, id, 'JUSTID')
+            table.insert(renewed, id)
+        end
+    end
+end
+return renewed
+"""
 _HANDOFF_OPEN = """
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
@@ -134,6 +149,7 @@ class RedisStore(Store):
         self._reset = client.register_script(_RESET)
         self._gcra = client.register_script(_GCRA)
         self._inbox_add = client.register_script(_INBOX_ADD)
+        self._renew = client.register_script(_RENEW_ITEMS)
         self._handoff_open = client.register_script(_HANDOFF_OPEN)
         self._handoff_update = client.register_script(_HANDOFF_UPDATE)
 
@@ -445,16 +461,21 @@ class RedisStore(Store):
         except RedisError as err:
             raise self._error(err) from err
 
-    async def _renew_items(self, items: Sequence[InboxItem]) -> None:
-        by_stream: defaultdict[str, list[int | bytes | str | memoryview[int]]] = defaultdict(list)
+    async def _renew_items(self, items: Sequence[InboxItem]) -> set[str]:
+        by_stream: defaultdict[str, list[InboxItem]] = defaultdict(list)
         for item in items:
-            stream, entry = self._entry(item)
-            by_stream[stream].append(entry)
+            by_stream[self._entry(item)[0]].append(item)
+        renewed: set[str] = set()
         try:
-            for stream, entries in by_stream.items():
-                await self._redis.xclaim(stream, _GROUP, self.worker, 0, entries, justid=True)
+            for stream, held in by_stream.items():
+                entries = [self._entry(item)[1] for item in held]
+                still = {
+                    _text(e) for e in await self._renew(keys=[stream], args=[self.worker, *entries])
+                }
+                renewed |= {item.id for item in held if self._entry(item)[1] in still}
         except RedisError as err:
             raise self._error(err) from err
+        return renewed
 
     async def _stream(self, kind: str, channel: str) -> str:
         stream = self._key(kind, channel)

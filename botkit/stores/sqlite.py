@@ -440,11 +440,12 @@ class SqliteStore(Store):
         )
         await self.publish(INBOX_TOPIC)
 
-    async def _renew_items(self, items: Sequence[InboxItem]) -> None:
-        await self._rows(
-            "UPDATE inbox SET expires = ? WHERE owner = ? AND done = 0",
+    async def _renew_items(self, items: Sequence[InboxItem]) -> set[str]:
+        rows = await self._rows(
+            "UPDATE inbox SET expires = ? WHERE owner = ? AND done = 0 RETURNING id",
             (time.time() + self.lease, self.worker),
         )
+        return {str(row[0]) for row in rows}
 
     # --- handoffs ----------------------------------------------------------------------
 

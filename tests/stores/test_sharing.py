@@ -133,3 +133,18 @@ async def test_a_publish_reaches_the_other_worker(pair: Pair) -> None:
         await subscription.wait(5)
         # Redis tells at once; SQLite readers look again at least every half second.
         assert time.monotonic() - started < 1.0
+
+
+async def test_a_late_renewal_does_not_take_back_an_item_another_worker_took(pair: Pair) -> None:
+    a, b = pair
+    item = await a.inbox_add(channel="web", conversation="c", payload={})
+    assert item is not None
+    stall(a)
+    await asyncio.sleep(LEASE * 1.5)
+    assert len(await b.inbox_take(["web"])) == 1  # a looked dead: b has it now
+    keeper: LeaseKeeper = a.__dict__["_lease_keeper"]
+    await keeper.renew()  # a wakes up and renews what it thinks it holds
+    assert item.id not in keeper.held_items  # …and lets go of it: it is b's now
+    await asyncio.sleep(LEASE * 1.5)  # b, alive, keeps renewing it meanwhile
+    assert await a.inbox_take(["web"]) == []
+    assert await b.inbox_take(["web"]) == []  # still b's: a did not take it back
