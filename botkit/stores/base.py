@@ -452,18 +452,18 @@ class Erasure(ABC):
     @abstractmethod
     async def erase(
         self, conversation: str, *, user: str | None = None, messages: Sequence[str] = ()
-    ) -> None:
+    ) -> list[str]:
         """Delete a conversation: without `user`, all of it (its turns, outcomes, feedback
         and handoffs). With `user`, only that person's part of a conversation others
         share: the turns of `messages` (their messages, and the answers to them), those
         messages' outcomes and feedback, the votes `user` gave there, and the handoffs
-        `user` started."""
+        `user` started. The ids of the handoffs deleted (a desk may keep its own copy)."""
 
     @abstractmethod
-    async def erase_usage(self, *, user: str, bot: str | None = None) -> None:
+    async def erase_usage(self, *, user: str, bot: str | None = None) -> int:
         """Take a user's name off the token ledger (of one bot, or all): their rows become
         part of an anonymous row per day, bot and model (user and conversation ""), so the
-        totals and their cost stay right."""
+        totals and their cost stay right. How many rows named them."""
 
 
 class Feed:

@@ -242,7 +242,7 @@ class MemoryStore(Store):
 
     async def erase(
         self, conversation: str, *, user: str | None = None, messages: Sequence[str] = ()
-    ) -> None:
+    ) -> list[str]:
         if user is None:
             self._turns.pop(conversation, None)
             self._offsets.pop(conversation, None)
@@ -270,14 +270,19 @@ class MemoryStore(Store):
             ]
         for handoff_id in gone:
             del self._handoffs[handoff_id]
+        return gone
 
-    async def erase_usage(self, *, user: str, bot: str | None = None) -> None:
-        for key in [k for k in self._usage if k[2] == user and bot in (None, k[1])]:
+    async def erase_usage(self, *, user: str, bot: str | None = None) -> int:
+        if not user:  # "" is the anonymous row itself
+            return 0
+        named = [k for k in self._usage if k[2] == user and bot in (None, k[1])]
+        for key in named:
             day, bot_, _, _, model = key
             prompt, completion = self._usage.pop(key)
             anonymous = self._usage[(day, bot_, "", "", model)]
             anonymous[0] += prompt
             anonymous[1] += completion
+        return len(named)
 
 
 def _expired(expires: float | None) -> bool:

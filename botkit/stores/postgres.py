@@ -270,8 +270,9 @@ _ERASE = """
 WITH turns AS (DELETE FROM botkit_turns WHERE conversation = $1),
     numbers AS (DELETE FROM botkit_conversations WHERE key = $1),
     votes AS (DELETE FROM botkit_feedback WHERE conversation = $1),
-    handoffs AS (DELETE FROM botkit_handoffs WHERE conversation = $1)
-DELETE FROM botkit_outcomes WHERE conversation = $1
+    handoffs AS (DELETE FROM botkit_handoffs WHERE conversation = $1 RETURNING id),
+    outcomes AS (DELETE FROM botkit_outcomes WHERE conversation = $1)
+SELECT id FROM handoffs ORDER BY id COLLATE "C"
 """
 _ERASE_PART = """
 WITH turns AS (
@@ -284,8 +285,12 @@ WITH turns AS (
     ),
     handoffs AS (
         DELETE FROM botkit_handoffs WHERE conversation = $1 AND data->>'user_id' = $3
+        RETURNING id
+    ),
+    outcomes AS (
+        DELETE FROM botkit_outcomes WHERE conversation = $1 AND message_id = ANY($2::text[])
     )
-DELETE FROM botkit_outcomes WHERE conversation = $1 AND message_id = ANY($2::text[])
+SELECT id FROM handoffs ORDER BY id COLLATE "C"
 """
 # The user's rows are summed into the anonymous row of their day, bot and model; the
 # per-bot running totals never named them and stay.
@@ -302,8 +307,9 @@ WITH gone AS (
         ON CONFLICT (day, bot, "user", conversation, model) DO UPDATE SET
             prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
             completion_tokens = u.completion_tokens + excluded.completion_tokens
-    )
-DELETE FROM botkit_usage_user WHERE "user" = $1 AND ($2::text IS NULL OR bot = $2)
+    ),
+    totals AS (DELETE FROM botkit_usage_user WHERE "user" = $1 AND ($2::text IS NULL OR bot = $2))
+SELECT count(*) FROM gone
 """
 _SWEEP = f"""
 WITH records AS (DELETE FROM botkit_records WHERE expires <= now()),
@@ -987,15 +993,18 @@ class PostgresStore(Store):
 
     async def erase(
         self, conversation: str, *, user: str | None = None, messages: Sequence[str] = ()
-    ) -> None:
+    ) -> list[str]:
         if user is None:
-            await self._write(_ERASE, conversation, retry=True)
+            rows = await self._write(_ERASE, conversation, retry=True)
         else:
-            await self._write(_ERASE_PART, conversation, list(messages), user, retry=True)
+            rows = await self._write(_ERASE_PART, conversation, list(messages), user, retry=True)
+        return [row[0] for row in rows]
 
-    async def erase_usage(self, *, user: str, bot: str | None = None) -> None:
-        if user:  # "" is the anonymous row itself
-            await self._write(_ERASE_USAGE, user, bot)
+    async def erase_usage(self, *, user: str, bot: str | None = None) -> int:
+        if not user:  # "" is the anonymous row itself
+            return 0
+        rows = await self._write(_ERASE_USAGE, user, bot)
+        return int(rows[0][0])
 
     # --- the feed ----------------------------------------------------------------------
 

@@ -135,6 +135,7 @@ else
         redis.call('INCRBY', KEYS[2], #turns - #kept)
     end
 end
+local erased = {}
 local outcomes = redis.call('HGETALL', KEYS[3])
 for i = 1, #outcomes, 2 do
     local o = cjson.decode(outcomes[i + 1])
@@ -171,9 +172,10 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[5])) do
         redis.call('DEL', key)
         redis.call('ZREM', KEYS[6], id)
         redis.call('SREM', KEYS[5], id)
+        table.insert(erased, id)
     end
 end
-return 1
+return erased
 """
 _HANDOFF_UPDATE = """
 local raw = redis.call('GET', KEYS[1])
@@ -730,7 +732,7 @@ class RedisStore(Store):
 
     async def erase(
         self, conversation: str, *, user: str | None = None, messages: Sequence[str] = ()
-    ) -> None:
+    ) -> list[str]:
         keys = [
             self._key("turns", conversation),
             self._key("turns-offset", conversation),
@@ -741,13 +743,17 @@ class RedisStore(Store):
         ]
         try:
             # A user id is never empty (channels always know who wrote), so "" means all.
-            await self._erase(keys=keys, args=[self.prefix, conversation, user or "", *messages])
+            erased = await self._erase(
+                keys=keys, args=[self.prefix, conversation, user or "", *messages]
+            )
         except RedisError as err:
             raise self._error(err) from err
+        return sorted(_text(handoff_id) for handoff_id in erased)
 
-    async def erase_usage(self, *, user: str, bot: str | None = None) -> None:
+    async def erase_usage(self, *, user: str, bot: str | None = None) -> int:
         if not user:  # "" is the anonymous row itself
-            return
+            return 0
+        named = 0
         try:
             async for raw_key in self._redis.scan_iter(match=self._key("usage", "*"), count=500):
                 key = _text(raw_key)
@@ -763,6 +769,7 @@ class RedisStore(Store):
                     moved[f"{owner[0]}|||{model}|{kind}"] += int(value)
                     gone.append(field)
                 if gone:
+                    named += len(gone) // 2  # a row is two fields: its prompt and completion
                     async with self._redis.pipeline(transaction=True) as pipe:
                         for field, tokens in moved.items():
                             pipe.hincrby(key, field, tokens)
@@ -775,6 +782,7 @@ class RedisStore(Store):
                     await self._redis.delete(raw_key)
         except RedisError as err:
             raise self._error(err) from err
+        return named
 
     # --- the feed ----------------------------------------------------------------------
 

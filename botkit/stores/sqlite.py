@@ -605,13 +605,17 @@ class SqliteStore(Store):
 
     async def erase(
         self, conversation: str, *, user: str | None = None, messages: Sequence[str] = ()
-    ) -> None:
+    ) -> list[str]:
         # The outcomes go last: they are how `forget` finds a conversation, so one that a
         # failure left half erased is found, and finished, the next time.
         if user is None:
-            for table in ("turns", "feedback", "handoffs", "outcomes"):
-                await self._write(f"DELETE FROM {table} WHERE conversation = ?", (conversation,))
-            return
+            await self._write("DELETE FROM turns WHERE conversation = ?", (conversation,))
+            await self._write("DELETE FROM feedback WHERE conversation = ?", (conversation,))
+            handoffs = await self._write(
+                "DELETE FROM handoffs WHERE conversation = ? RETURNING id", (conversation,)
+            )
+            await self._write("DELETE FROM outcomes WHERE conversation = ?", (conversation,))
+            return sorted(row[0] for row in handoffs)
         ids = json.dumps(list(messages))
         mine = "(SELECT value FROM json_each(?))"
         await self._write(
@@ -623,16 +627,20 @@ class SqliteStore(Store):
             f"DELETE FROM feedback WHERE conversation = ? AND (message_id IN {mine} OR user = ?)",
             (conversation, ids, user),
         )
-        await self._write(
-            "DELETE FROM handoffs WHERE conversation = ? AND json_extract(data, '$.user_id') = ?",
+        handoffs = await self._write(
+            "DELETE FROM handoffs WHERE conversation = ? AND json_extract(data, '$.user_id') = ?"
+            " RETURNING id",
             (conversation, user),
         )
         await self._write(
             f"DELETE FROM outcomes WHERE conversation = ? AND message_id IN {mine}",
             (conversation, ids),
         )
+        return sorted(row[0] for row in handoffs)
 
-    async def erase_usage(self, *, user: str, bot: str | None = None) -> None:
+    async def erase_usage(self, *, user: str, bot: str | None = None) -> int:
+        if not user:  # "" is the anonymous row itself
+            return 0
         rows = await self._write(
             "DELETE FROM usage WHERE user = ? AND (? IS NULL OR bot = ?)"
             " RETURNING day, bot, model, prompt_tokens, completion_tokens",
@@ -641,6 +649,7 @@ class SqliteStore(Store):
         await self.add_usage(
             [UsageRecord(day, bot_, "", "", model, p, c) for day, bot_, model, p, c in rows]
         )
+        return len(rows)
 
     # --- statements --------------------------------------------------------------------
 

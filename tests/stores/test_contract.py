@@ -430,10 +430,10 @@ async def _conversation(store: Store, key: str, user: str, *messages: str) -> No
 async def test_erase_deletes_a_whole_conversation(store: Store) -> None:
     await _conversation(store, "shop/telegram/1", "u-1", "m1", "m2")
     await store.append("shop/telegram/1", [Turn("agent", "Anna here", time.time(), 2, name="A")])
-    await store.handoff_open(handoff("shop/telegram/1", user_id="u-1"))
+    await store.handoff_open(handoff("shop/telegram/1", id="h-1", user_id="u-1"))
     await _conversation(store, "shop/telegram/10", "u-10", "m1")
     await store.handoff_open(handoff("shop/telegram/10", id="h-10", user_id="u-10"))
-    await store.erase("shop/telegram/1")
+    assert await store.erase("shop/telegram/1") == ["h-1"]
     assert await store.recent("shop/telegram/1", 10) == []
     assert await store.outcomes(conversation="shop/telegram/1") == []
     assert await store.feedback(conversation="shop/telegram/1") == []
@@ -447,7 +447,7 @@ async def test_erase_deletes_a_whole_conversation(store: Store) -> None:
     assert len(await store.recent("shop/telegram/10", 10)) == 2
     assert len(await store.outcomes(user="u-10")) == 1
     assert len(await store.feedback(user="u-10")) == 1
-    await store.erase("never-seen")
+    assert await store.erase("never-seen") == []
 
 
 async def test_erase_of_one_users_part_of_a_shared_conversation(store: Store) -> None:
@@ -459,7 +459,7 @@ async def test_erase_of_one_users_part_of_a_shared_conversation(store: Store) ->
     await store.put_feedback(vote(key, "m2", user="u-1", score=-1, at=time.time()))
     await store.handoff_open(handoff(key, id="h-u10", user_id="u-10"))
     before = await store.cursor(key)
-    await store.erase(key, user="u-1", messages=["m1", "m3"])
+    assert await store.erase(key, user="u-1", messages=["m1", "m3"]) == []
     assert [t.content for t in await store.recent(key, 10)] == ["u-10 asks m2", "answer to m2"]
     assert [o.user for o in await store.outcomes(conversation=key)] == ["u-10"]
     assert await store.feedback(conversation=key) == []  # u-1's vote on m2 went too
@@ -470,7 +470,7 @@ async def test_erase_of_one_users_part_of_a_shared_conversation(store: Store) ->
     _, turns = await store.turns_since(key, before)
     assert [t.content for t in turns] == ["later"]
     # And the handoffs u-1 started go.
-    await store.erase(key, user="u-10", messages=["m2"])
+    assert await store.erase(key, user="u-10", messages=["m2"]) == ["h-u10"]
     assert await store.handoffs_open() == []
 
 
@@ -480,13 +480,13 @@ async def test_erase_usage_takes_the_users_name_off_and_keeps_the_totals(store: 
 
     await store.add_usage([usage("u-1", 100), usage("u-10", 10), usage("u-1", 5, "help")])
     totals = await store.usage_totals(since="2026-11-01")
-    await store.erase_usage(user="u-1", bot="shop")
+    assert await store.erase_usage(user="u-1", bot="shop") == 1
     assert await store.usage_totals(since="2026-11-01") == totals
     assert await store.tokens_used(day="2026-11-01", bot="shop", user="u-1") == 0
     assert await store.tokens_used(day="2026-11-01", bot="shop", user="u-10") == 11
     assert await store.tokens_used(day="2026-11-01", bot="help", user="u-1") == 6
     assert await store.tokens_used(day="2026-11-01", bot="shop") == 112
-    await store.erase_usage(user="u-1")
+    assert await store.erase_usage(user="u-1") == 1
     assert await store.tokens_used(day="2026-11-01", bot="help", user="u-1") == 0
     assert await store.usage_totals(since="2026-11-01") == totals
-    await store.erase_usage(user="nobody")
+    assert await store.erase_usage(user="nobody") == 0
