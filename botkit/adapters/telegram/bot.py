@@ -101,7 +101,12 @@ class TelegramBot:
         self.application = (builder.updater(None) if webhook_url else builder).build()
         self.application.add_handler(TypeHandler(Update, self._on_update))
         self.application.add_error_handler(self._on_error)
-        self._buttons = FeedbackButtons(bot=self.name, votes=votes, telegram=self.application.bot)
+        self._buttons = FeedbackButtons(
+            bot=self.name,
+            votes=votes,
+            telegram=self.application.bot,
+            shutdown_timeout=timing.shutdown_timeout,
+        )
         self._me: BotIdentity | None = None
         self._locks = ConversationLocks()
         self._items: dict[int, tuple[IncomingMessage, InboxItem]] = {}
@@ -317,7 +322,7 @@ class TelegramBot:
                 for task in list(self._in_flight):
                     task.cancel()
             await stopping
-        await self._buttons.aclose(self._timing.shutdown_timeout)
+        await self._buttons.aclose()
         await app.shutdown()
         await app.bot.shutdown()  # its HTTP clients, even when it never finished starting
 

@@ -67,8 +67,11 @@ def parse(data: str | None) -> tuple[str, str] | None:
 class FeedbackButtons:
     """One bot's feedback buttons: under its answers, and their clicks."""
 
-    def __init__(self, *, bot: str, votes: Votes, telegram: ExtBot[Any]) -> None:
+    def __init__(
+        self, *, bot: str, votes: Votes, telegram: ExtBot[Any], shutdown_timeout: float = 10.0
+    ) -> None:
         self._bot = bot
+        self._shutdown_timeout = shutdown_timeout
         self._votes = votes
         self._telegram = telegram
         self._tasks: set[asyncio.Task[None]] = set()
@@ -144,10 +147,10 @@ class FeedbackButtons:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def aclose(self, timeout: float) -> None:
+    async def aclose(self) -> None:
         """Let the answers to clicks under way finish (a bounded wait)."""
         if self._tasks:
-            _, late = await asyncio.wait(set(self._tasks), timeout=timeout)
+            _, late = await asyncio.wait(set(self._tasks), timeout=self._shutdown_timeout)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
