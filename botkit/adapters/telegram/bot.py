@@ -297,7 +297,7 @@ class TelegramBot:
             )
             timing = self._timing
             interval = timing.edit_interval if address["private"] else timing.group_edit_interval
-            await stream_reply(writer, stream, interval if streaming else 0.0)
+            await stream_reply(writer, stream, interval if streaming else None)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         logger.error("bot %s: %s", self.name, context.error, exc_info=context.error)
