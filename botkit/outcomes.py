@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from botkit.messages import IncomingMessage, Outcome, OutcomeKind, Reply
 from botkit.settings import Price
@@ -50,8 +50,10 @@ class OutcomeRecorder:
         *,
         prices: Mapping[str, Price] | None = None,
         flush_seconds: float = 1.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._log = log
+        self._clock = clock
         self._prices = dict(prices or {})
         self._flush_seconds = flush_seconds
         self._pending: dict[tuple[str, str], Outcome] = {}
@@ -67,7 +69,7 @@ class OutcomeRecorder:
             user=message.user_id,
             # Only /start and /help reach here without one: no turn or vote names them.
             message_id=message.message_id or f"m_{secrets.token_urlsafe(9)}",
-            at=time.time(),
+            at=self._clock(),
             kind=outcome_kind(reply),
             question=message.text[:QUESTION_CHARS],
             faq=reply.faq[0] if reply.faq else None,
