@@ -15,7 +15,7 @@
                                   P:handoffs-of:{conversation} holds every one's id
     P:outcome:{conversation}      a hash: message id → what became of the message (JSON)
     P:feedback:{conversation}     a hash: message id → the vote on its answer (JSON)
-    P:outcomes:{bot}, P:votes:{bot}  sorted by time: "{conversation}\x1f{message id}"
+    P:outcomes:{bot}, P:votes:{bot}  sorted by time: "{conversation}\\x1f{message id}"
     P:active:{bot}                conversations by the time of their newest outcome
     P:user:{user}                 the conversations a user wrote or voted in
     P:feed                        the pub/sub channel of change notices
@@ -116,7 +116,7 @@ local whole = u == ''
 local ids = {}
 for i = 4, #ARGV do ids[ARGV[i]] = true end
 local function mine(id) return type(id) == 'string' and ids[id] end
-local function member(id) return c .. '\31' .. id end
+local function member(id) return c .. '\\31' .. id end
 if whole then
     redis.call('DEL', KEYS[1], KEYS[2])
 else
