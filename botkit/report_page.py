@@ -117,7 +117,7 @@ def _charts(report: Report) -> Iterator[Figure]:
         if any(counts):
             axes.bar(days, counts, bottom=bottom, color=COLOURS[kind], label=LABELS[kind])
             bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
-    axes.legend(fontsize=7, frameon=False, loc="upper left")
+    _legend(axes)
     yield figure
 
     figure, axes = _figure("Reply time (seconds)")
@@ -142,8 +142,13 @@ def _charts(report: Report) -> Iterator[Figure]:
     down = [-d.thumbs_down for d in report.per_day]
     axes.bar(days, down, color=COLOURS["handoff"], label="thumbs down")
     axes.axhline(0, color="#1d2330", linewidth=0.6)
-    axes.legend(fontsize=7, frameon=False, loc="upper left")
+    _legend(axes)
     yield figure
+
+
+def _legend(axes: Axes) -> None:
+    """Beside the chart, so it never hides a bar."""
+    axes.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
 def _figure(title: str) -> tuple[Figure, Axes]:
@@ -171,7 +176,8 @@ def _svg(figure: Figure) -> str:
 
 def _day_table(days: Sequence[Day]) -> Iterator[str]:
     kinds = [kind for kind in KINDS if any(d.outcomes.get(kind) for d in days)]
-    headers = ["day", "messages", *(LABELS[k] for k in kinds), "👍", "👎", "reply p50"]
+    headers = ["day", "messages", *(LABELS[k] for k in kinds), "thumbs up", "thumbs down"]
+    headers.append("reply p50")
     headers += ["tokens", "cost"]
     yield "<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr></thead>"
     yield "<tbody>"
@@ -186,10 +192,14 @@ def _day_table(days: Sequence[Day]) -> Iterator[str]:
 def _groups(report: Report) -> Iterator[str]:
     yield "<h2>Questions it could not answer: the FAQ entries to write next</h2>"
     if not report.groups:
-        yield "<p>None: every question got an answer, and no answer a 👎.</p>"
+        yield "<p>None: every question got an answer, and no answer a thumbs down.</p>"
         return
     yield "<ol>"
-    reasons = {"fallback": "fallback", "thumbs_down": "👎", "handoff": "handed to a person"}
+    reasons = {
+        "fallback": "fallback",
+        "thumbs_down": "thumbs down",
+        "handoff": "handed to a person",
+    }
     for group in report.groups:
         examples = " · ".join(f"<q>{_e(e)}</q>" for e in group.examples)
         why = ", ".join(f"{reasons[r]} {n}" for r, n in group.reasons.items() if n)

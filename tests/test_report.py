@@ -3,10 +3,16 @@ answer grouped into the FAQ entries to write next."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
+
+from botkit.cli import main
 from botkit.home import BotDefinition
 from botkit.llm.offline import FaqResponder
 from botkit.messages import Feedback
@@ -130,3 +136,33 @@ async def test_no_conversations_says_so(shop: BotDefinition) -> None:
     assert report.lines() == [
         "shop: no conversations in the last 3 days (2026-11-27 to 2026-11-29, UTC)"
     ]
+
+
+def test_the_command_on_a_bot_with_no_data(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "shop", "--days", "3"]) == 0
+    assert capsys.readouterr().out.startswith("shop: no conversations in the last 3 days (")
+
+
+def test_the_command_after_a_chat_prints_json_and_writes_the_page(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("When are you open?\nDo you sell gift cards?\n"))
+    assert main(["chat", "shop", "--user", "ann"]) == 0
+    capsys.readouterr()
+    page = home / "report.html"
+    assert main(["report", "shop", "--json", "--html", str(page)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["messages"] == 2 and data["outcomes"] == {"faq": 1, "fallback": 1}
+    assert data["groups"][0]["examples"] == ["Do you sell gift cards?"]
+    assert page.read_text("utf-8").count("<svg") == 4
+
+
+def test_without_the_report_extra_html_names_the_pip_command(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    assert main(["report", "shop", "--html", str(home / "r.html")]) == 1
+    assert capsys.readouterr().err == (
+        "--html: the HTML report draws its charts with matplotlib: pip install 'botkit[report]'\n"
+    )
+    assert not (home / "r.html").exists()
