@@ -20,7 +20,7 @@ from botkit.metrics import ReplyMetrics
 from botkit.outcomes import OutcomeRecorder
 from botkit.pipeline import Pipeline
 from botkit.settings import Settings
-from botkit.stores import Store, open_store
+from botkit.stores import Store, open_store_as
 
 if TYPE_CHECKING:
     import httpx
@@ -94,17 +94,9 @@ class BotApp:
         return bot.settings.model or self.settings.llm.model
 
     async def __aenter__(self) -> Self:
-        store_settings = self.settings.store
         async with AsyncExitStack() as stack:
             self._store = await stack.enter_async_context(
-                await open_store(
-                    store_settings.url,
-                    home=self.settings.home,
-                    lease=store_settings.lease,
-                    prefix=store_settings.prefix,
-                    pool_size=store_settings.pool_size,
-                    pool_timeout=store_settings.pool_timeout,
-                )
+                await open_store_as(self.settings.store, home=self.settings.home)
             )
             self._handoffs = Handoffs(
                 store=self._store, bots=self.bots, desks=await self._desks(stack)

@@ -154,6 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     purge = add("purge", _purge, "delete conversations older than their bot's retention")
     purge.add_argument("names", nargs="*", metavar="NAME", help="the bots (default: all)")
+    handoffs = add("handoffs", _handoffs, "the conversations waiting for or with a person")
+    handoffs.add_argument("name", nargs="?", help="one bot (default: all)")
     serve = add("serve", _serve, "run bots on Telegram, Slack and the web until stopped")
     serve.add_argument("names", nargs="+", metavar="NAME", help="the bots to serve")
     serve.add_argument(
@@ -429,13 +431,13 @@ def _usage(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
     from botkit.llm.usage import cost
-    from botkit.stores import open_store
+    from botkit.stores import open_store_as
 
     settings = _settings(args)
     since = (datetime.now(UTC) - timedelta(days=max(args.days, 1) - 1)).strftime("%Y-%m-%d")
 
     async def totals() -> list[Any]:
-        async with await open_store(settings.store.url, home=settings.home) as store:
+        async with await open_store_as(settings.store, home=settings.home) as store:
             return await store.usage_totals(since=since, bot=args.name)
 
     rows = run_async(totals())
@@ -457,13 +459,7 @@ def _usage(args: argparse.Namespace) -> int:
     if len(table) == 1:
         print(f"no usage since {since}")
         return 0
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for r in table:
-        cells = [
-            c.ljust(w) if i < 3 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        ]
-        print("  ".join(cells))
+    _print_table(table, left=3)
     return 0
 
 
@@ -483,7 +479,7 @@ def _report(args: argparse.Namespace) -> int:
 
     from botkit.home import BotHome
     from botkit.report import gather
-    from botkit.stores import open_store
+    from botkit.stores import open_store_as
 
     settings = _settings(args)
     bot = BotHome(settings.home).load(args.name)
@@ -493,7 +489,7 @@ def _report(args: argparse.Namespace) -> int:
         require_plotting()  # before the store is read: the pip command, at once
 
     async def read() -> Any:
-        async with await open_store(settings.store.url, home=settings.home) as store:
+        async with await open_store_as(settings.store, home=settings.home) as store:
             return await gather(store, bot, days=max(args.days, 1), prices=settings.llm.prices)
 
     report = run_async(read())
@@ -510,14 +506,14 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _transcripts(args: argparse.Namespace) -> int:
-    from botkit.stores import open_store
+    from botkit.stores import open_store_as
     from botkit.transcripts import render, transcripts
 
     settings = _settings(args)
 
     async def export() -> int:
         count = 0
-        async with await open_store(settings.store.url, home=settings.home) as store:
+        async with await open_store_as(settings.store, home=settings.home) as store:
             async for transcript in transcripts(store, args.name, since=args.since, user=args.user):
                 print(render(transcript, args.format))
                 count += 1
@@ -530,12 +526,12 @@ def _transcripts(args: argparse.Namespace) -> int:
 
 def _forget(args: argparse.Namespace) -> int:
     from botkit.privacy import forget
-    from botkit.stores import open_store
+    from botkit.stores import open_store_as
 
     settings = _settings(args)
 
     async def erase() -> Any:
-        async with await open_store(settings.store.url, home=settings.home) as store:
+        async with await open_store_as(settings.store, home=settings.home) as store:
             return await forget(store, args.user, bot=args.bot)
 
     done = run_async(erase())
@@ -555,7 +551,7 @@ def _forget(args: argparse.Namespace) -> int:
 def _purge(args: argparse.Namespace) -> int:
     from botkit.home import BotHome
     from botkit.privacy import purge
-    from botkit.stores import open_store
+    from botkit.stores import open_store_as
 
     settings = _settings(args)
     home = BotHome(settings.home)
@@ -563,7 +559,7 @@ def _purge(args: argparse.Namespace) -> int:
 
     async def run() -> list[tuple[str, int | None]]:
         done: list[tuple[str, int | None]] = []
-        async with await open_store(settings.store.url, home=settings.home) as store:
+        async with await open_store_as(settings.store, home=settings.home) as store:
             for bot in bots:
                 retention = bot.settings.retention
                 count = (
@@ -578,6 +574,59 @@ def _purge(args: argparse.Namespace) -> int:
         else:
             print(f"{name}: deleted {count} conversation{'s' * (count != 1)} past its retention")
     return 0
+
+
+def _handoffs(args: argparse.Namespace) -> int:
+    import time
+
+    from botkit.stores import open_store_as
+
+    settings = _settings(args)
+
+    async def open_handoffs() -> list[Any]:
+        async with await open_store_as(settings.store, home=settings.home) as store:
+            return await store.handoffs_open(args.name)
+
+    handoffs = run_async(open_handoffs())
+    if not handoffs:
+        print(f"no open handoffs{f' for {args.name}' if args.name else ''}")
+        return 0
+    now = time.time()
+    table = [("id", "bot", "state", "agent", "age", "customer", "channel", "reason")]
+    for h in handoffs:
+        table.append(
+            (
+                h.id,
+                h.bot,
+                h.state,
+                h.agent_name or "-",
+                _age(now - h.created),
+                h.user_name or h.user_id,
+                h.channel,
+                h.reason or h.trigger,
+            )
+        )
+    _print_table(table, left=len(table[0]))
+    return 0
+
+
+def _age(seconds: float) -> str:
+    """4s, 12m, 3h, 2d: how long ago, to the coarsest unit that is at least one."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _print_table(rows: Sequence[Sequence[str]], *, left: int) -> None:
+    """Columns padded to their widest cell; the first `left` ones left-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
 
 
 def _models(args: argparse.Namespace) -> int:

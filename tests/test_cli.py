@@ -11,6 +11,7 @@ import pytest
 
 from botkit.cli import main
 from botkit.testing import faq_file, write_bot
+from tests.loopback import free_port
 
 BOTKIT = [str(Path(sys.executable).parent / "botkit")]
 
@@ -374,3 +375,26 @@ def test_list_says_where_it_found_no_bots(
     assert main(["list", "--home", "."]) == 0
     out = capsys.readouterr().out
     assert out == f"no bots in {tmp_path.resolve()}; create one with 'botkit new NAME'\n"
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("redis://:hunter2@127.0.0.1:{port}/0", "Redis store at 127.0.0.1:{port}"),
+        ("postgresql://botkit:hunter2@127.0.0.1:{port}/db", "PostgreSQL store at 127.0.0.1:{port}"),
+    ],
+)
+def test_an_unreachable_store_at_start_is_one_line_and_exit_1(
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    named: str,
+) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("BOTKIT_STORE_URL", url.format(port=port))
+    assert main(["serve", "shop", "--port", str(free_port())]) == 1
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and named.format(port=port) in lines[0], err
+    assert "hunter2" not in err and "Traceback" not in err

@@ -267,3 +267,46 @@ async def test_the_model_sees_what_the_person_said(tmp_path: Path) -> None:
         await chat.say("Thanks! Anything else?")
         messages = llm.requests[-1]["messages"]
         assert {"role": "assistant", "content": "Your refund is on its way."} in messages
+
+
+async def test_botkit_handoffs_lists_the_open_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botkit.cli import main
+
+    bot = load(tmp_path)
+    settings = Settings(home=tmp_path)  # the default SQLite store in the home
+    async with BotApp(settings=settings, bots=[bot], desks={"shop": FakeDesk()}) as app:
+        ann = FakeChannel(app.pipelines["shop"].handle, bot="shop", user_id="ann", user_name="Ann")
+        bob = FakeChannel(app.pipelines["shop"].handle, bot="shop", user_id="bob")
+        await ann.say("/human")
+        await bob.say("/human")
+        taken = (await app.store.handoffs_open())[0]
+        await app.handoffs.take(taken.id, agent_id="U1", agent_name="Anna")
+    monkeypatch.chdir(tmp_path)
+    assert await asyncio.to_thread(main, ["handoffs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "id",
+        "bot",
+        "state",
+        "agent",
+        "age",
+        "customer",
+        "channel",
+        "reason",
+    ]
+    rows = [line.split() for line in lines[1:]]
+    assert [(r[2], r[3], r[5]) for r in rows] == [("human", "Anna", "Ann"), ("waiting", "-", "bob")]
+    assert all(r[4].endswith("s") for r in rows)  # seconds old
+    assert await asyncio.to_thread(main, ["handoffs", "other"]) == 0
+    assert capsys.readouterr().out == "no open handoffs for other\n"
+
+
+async def test_handoffs_are_counted_in_the_metrics(running: Running) -> None:
+    await say(running, "/human")
+    handoff = running.desk.shown[0][0]
+    await running.handoffs.take(handoff.id, agent_id="U1", agent_name="Anna")
+    text = running.app.metrics.render().decode()
+    assert 'botkit_handoffs_total{bot="shop",trigger="command"} 1.0' in text
+    assert 'botkit_handoff_wait_seconds_count{bot="shop",outcome="taken"} 1.0' in text

@@ -331,3 +331,22 @@ def test_the_images_command_serves_the_demo_bot_and_passes_its_health_check(
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_compose_runs_three_workers_on_redis_behind_one_address() -> None:
+    import yaml
+
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+    services = compose["services"]
+    worker = services["worker"]
+    assert worker["deploy"]["replicas"] == 3
+    assert worker["build"] == "."
+    assert worker["environment"]["BOTKIT_STORE_URL"].startswith("redis://redis:")
+    assert worker["command"][:4] == ["serve", "--host", "0.0.0.0", "--port"]
+    assert services["redis"]["image"].startswith("redis:")
+    assert services["proxy"]["ports"] == ["8080:8080"]
+    conf = (REPO / "deploy" / "nginx.conf").read_text()
+    assert "server worker:8080;" in conf and "proxy_buffering off;" in conf
+    # The proxy's config is mounted from where it is.
+    mounted = services["proxy"]["volumes"][0].split(":")[0]
+    assert (REPO / mounted).is_file()

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from botkit.adapters import CHANNELS, ServeOptions
 from botkit.app import BotApp
-from botkit.errors import ConfigError
+from botkit.errors import ConfigError, StoreError
 from botkit.home import BotDefinition
 from botkit.serve import describe, load_channel, serve
 from botkit.settings import Settings
@@ -167,3 +167,46 @@ async def test_each_channel_is_described_in_one_line(
     settings = Settings(store={"url": "memory://"}, **values)  # type: ignore[arg-type]
     async with BotApp(settings=settings, bots=[shop]) as app:
         assert describe(channel, app, ServeOptions(**options), 8080) == expected  # type: ignore[arg-type]
+
+
+class StartingChannel(FakeChannel):
+    """A channel that says it is still connecting until told otherwise."""
+
+    ready = False
+
+
+def starting(app: BotApp, options: ServeOptions) -> StartingChannel:
+    return StartingChannel(app, options, "slow")
+
+
+async def test_health_readiness_and_metrics_are_served_whatever_the_channels(
+    shop: BotDefinition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(CHANNELS, "starting", f"{__name__}:starting")
+    port = free_port()
+    options = ServeOptions(channels=("starting",), port=port)  # a channel with no routes of its own
+    async with BotApp(settings=Settings(store={"url": "memory://"}), bots=[shop]) as app:
+        task = asyncio.create_task(serve(app, options))
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            with contextlib.suppress(OSError):
+                health = await http_get(port, "/healthz")
+                break
+        assert health.startswith("HTTP/1.1 200") and '{"status":"ok"}' in health
+        starting_up = await http_get(port, "/readyz")
+        assert starting_up.startswith("HTTP/1.1 503") and "StartingChannel: starting" in starting_up
+        StartingChannel.ready = True
+        assert (await http_get(port, "/readyz")).startswith("HTTP/1.1 200")
+
+        async def broken(key: str) -> int:
+            raise StoreError("Redis store at 127.0.0.1:6379: Connection refused")
+
+        monkeypatch.setattr(app.store, "cursor", broken)
+        store_down = await http_get(port, "/readyz")
+        assert store_down.startswith("HTTP/1.1 503") and "Connection refused" in store_down
+        assert "retry-after: 5" in store_down.lower()
+        metrics = await http_get(port, "/metrics")
+        assert metrics.startswith("HTTP/1.1 200") and "botkit_messages_total" in metrics
+        assert "botkit_handoffs_total" in metrics
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(task, 10)

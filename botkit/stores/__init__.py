@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from botkit.errors import ConfigError, Problem
+from botkit.settings import StoreSettings
 from botkit.stores.base import (
     DEFAULT_LEASE,
     ConversationStore,
@@ -26,6 +27,7 @@ __all__ = [
     "RecordStore",
     "Store",
     "open_store",
+    "open_store_as",
     "sqlite_path",
 ]
 
@@ -86,4 +88,16 @@ async def open_store(
                 "redis://HOST:PORT/DB or postgresql://USER@HOST:PORT/DB",
             )
         ]
+    )
+
+
+async def open_store_as(settings: StoreSettings, *, home: Path) -> Store:
+    """The store `settings` describe (the `BOTKIT_STORE_…` variables)."""
+    return await open_store(
+        settings.url,
+        home=home,
+        lease=settings.lease,
+        prefix=settings.prefix,
+        pool_size=settings.pool_size,
+        pool_timeout=settings.pool_timeout,
     )

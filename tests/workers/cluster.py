@@ -39,6 +39,8 @@ class EchoLLM:
     delay: float = 0.05
     requests: list[list[dict[str, str]]] = field(default_factory=list)
     port: int = 0
+    stall: int = 0
+    """How many of the first requests never get an answer (their worker is to be killed)."""
 
     @property
     def base_url(self) -> str:
@@ -48,8 +50,16 @@ class EchoLLM:
         body = json.loads(await request.body())
         messages = body["messages"]
         self.requests.append(messages)
-        await asyncio.sleep(self.delay)
+        await asyncio.sleep(3600 if len(self.requests) <= self.stall else self.delay)
         text = f"re: {messages[-1]['content']}"
+        if body.get("stream"):
+            chunk = {"id": "chatcmpl-echo", "object": "chat.completion.chunk", "model": "m"}
+            events = [
+                {**chunk, "choices": [{"index": 0, "delta": {"content": text}}]},
+                {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            ]
+            sse = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+            return Response(sse, media_type="text/event-stream")
         return JSONResponse(
             {
                 "id": "chatcmpl-echo",
@@ -126,7 +136,12 @@ class Worker:
 
 
 def start_worker(
-    home: Path, bots: list[str], env: Mapping[str, str], *, name: str, channels: list[str]
+    home: Path,
+    bots: list[str],
+    env: Mapping[str, str],
+    *,
+    name: str,
+    channels: list[str] | tuple[str, ...],
 ) -> Worker:
     port = free_port()
     log = home / f"{name}.log"
