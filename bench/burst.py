@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.data import workload
 from bench.support import Table, mock_llm, run_worker
 from botkit.cli import run_async
 
@@ -26,9 +27,11 @@ def run(quick: bool) -> Table:
     table = Table(
         "Many conversations at once",
         f"N users send one message each at once through the real pipeline (SQLite store, "
-        f"100-snippet FAQ); mock LLM answers after {LATENCY_MS} ms; connection pool = N",
+        f"100-snippet FAQ); mock LLM answers after {LATENCY_MS} ms; default settings "
+        "(a pool of 256 connections, 5 s to connect)",
         ["users", "wall s", "botkit s (wall - 0.5)", "peak RSS MB", "target"],
     )
+    table.notes.append(f"messages: {workload()}")
     with mock_llm(LATENCY_MS) as base_url:
         for users in sizes:
             result = run_worker("bench.burst", ["worker", base_url, "--users", str(users)])
@@ -54,15 +57,7 @@ async def measure(base_url: str, users: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         home = make_home(Path(tmp), 100)
         bot = BotHome(home).load_checked("bench")
-        settings = Settings(
-            home=home,
-            llm={
-                "base_url": base_url,
-                "api_key": "sk-bench",
-                "max_connections": users,
-                "timeout_connect": 30,
-            },
-        )
+        settings = Settings(home=home, llm={"base_url": base_url, "api_key": "sk-bench"})
         asked = questions(users)
         async with BotApp(settings=settings, bots=[bot]) as app:
             pipeline = app.pipelines["bench"]

@@ -44,10 +44,17 @@ async def botkit_client(base_url: str, stream: bool) -> tuple[Call, Callable[[],
     return call, client.aclose
 
 
-async def openai_sdk(base_url: str, stream: bool) -> tuple[Call, Callable[[], Awaitable[None]]]:
-    from openai import AsyncOpenAI
+async def openai_sdk(
+    base_url: str, stream: bool, *, on_aiohttp: bool = False
+) -> tuple[Call, Callable[[], Awaitable[None]]]:
+    from openai import AsyncOpenAI, DefaultAioHttpClient
 
-    client = AsyncOpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
+    # On aiohttp (the SDK's own `DefaultAioHttpClient`) it runs on the HTTP stack botkit
+    # uses: the fair peer. On its default httpx transport it is what most users run.
+    http_client = DefaultAioHttpClient() if on_aiohttp else None
+    client = AsyncOpenAI(
+        base_url=base_url, api_key="sk-bench", max_retries=0, http_client=http_client
+    )
 
     async def call() -> None:
         if stream:
@@ -112,9 +119,16 @@ async def bare_aiohttp(base_url: str, stream: bool) -> tuple[Call, Callable[[], 
     return call, session.close
 
 
+async def openai_sdk_aiohttp(
+    base_url: str, stream: bool
+) -> tuple[Call, Callable[[], Awaitable[None]]]:
+    return await openai_sdk(base_url, stream, on_aiohttp=True)
+
+
 CLIENTS = {
     "botkit": botkit_client,
     "openai": openai_sdk,
+    "openai-aiohttp": openai_sdk_aiohttp,
     "httpx": plain_httpx,
     "aiohttp": bare_aiohttp,
 }

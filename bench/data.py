@@ -74,6 +74,13 @@ def bitext() -> tuple[dict[str, list[str]], list[tuple[str, str]]] | None:
     return dict(train), test
 
 
+def workload() -> str:
+    """Which questions `questions()` hands out, for the cases to say so."""
+    if BANKING77.is_dir():
+        return "questions from BANKING77 (../shared/data)"
+    return "made-up questions from a 31-word vocabulary: ../shared/data is absent"
+
+
 def questions(count: int, seed: int = 7) -> list[str]:
     """`count` customer questions: BANKING77's when present, else made up."""
     data = banking77()

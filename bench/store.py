@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import sqlite3
@@ -14,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.support import Table, median, percentile, run_worker
+from bench.support import Table, median, percentile, redis_server, run_worker
 from botkit.cli import run_async
 
 
@@ -23,16 +24,19 @@ def run(quick: bool) -> Table:
     table = Table(
         "Store: append + load",
         f"{conversations:,} conversations × 20 turns stored; append a pair, then load the last "
-        "20 turns of a random conversation; one at a time (Redis: the local server, db 14)",
+        "20 turns of a random conversation; one at a time (Redis: a server of the bench's "
+        "own on a free port, nothing on disk)",
         ["store", "append µs median", "append µs p99", "load µs median", "load µs p99"],
     )
     for store in ("sqlite", "redis"):
+        args = ["worker", store, "--conversations", str(conversations)]
         try:
-            result = run_worker(
-                "bench.store", ["worker", store, "--conversations", str(conversations)]
-            )
+            with contextlib.ExitStack() as stack:
+                if store == "redis":
+                    args += ["--redis-url", stack.enter_context(redis_server())]
+                result = run_worker("bench.store", args)
         except RuntimeError as err:
-            table.notes.append(f"{store}: skipped ({str(err).splitlines()[-1]})")
+            table.notes.append(f"{store}: cannot run ({str(err).splitlines()[-1]})")
             continue
         table.add(
             store,
@@ -44,7 +48,6 @@ def run(quick: bool) -> Table:
     return table
 
 
-REDIS_URL = "redis://127.0.0.1:6379/14"
 TEXT = "A customer question or an answer of ordinary length, about forty words long. " * 3
 
 
@@ -65,12 +68,11 @@ async def fill_sqlite(path: Path, conversations: int) -> None:
         )
 
 
-async def fill_redis(conversations: int) -> None:
+async def fill_redis(url: str, conversations: int) -> None:
     import orjson
     import redis.asyncio as redis
 
-    client = redis.Redis.from_url(REDIS_URL)
-    await client.flushdb()
+    client = redis.Redis.from_url(url)  # the bench's own server: empty when it starts
     now = time.time()
     turn = [orjson.dumps([role, TEXT, now, 40]) for role in ("user", "assistant")]
     for start in range(0, conversations, 1000):
@@ -81,7 +83,9 @@ async def fill_redis(conversations: int) -> None:
     await client.aclose()
 
 
-async def measure(kind: str, conversations: int, operations: int = 3000) -> dict[str, float]:
+async def measure(
+    kind: str, conversations: int, redis_url: str = "", operations: int = 3000
+) -> dict[str, float]:
     from botkit.messages import Turn
     from botkit.stores import open_store
 
@@ -90,8 +94,8 @@ async def measure(kind: str, conversations: int, operations: int = 3000) -> dict
             url = f"sqlite:///{tmp}/bench.db"
             await fill_sqlite(Path(tmp) / "bench.db", conversations)
         else:
-            url = REDIS_URL
-            await fill_redis(conversations)
+            url = redis_url
+            await fill_redis(url, conversations)
         text = TEXT
         rng = random.Random(1)
         appends, loads = [], []
@@ -121,8 +125,9 @@ def main() -> None:
     parser.add_argument("mode", choices=["worker"])
     parser.add_argument("store", choices=["sqlite", "redis"])
     parser.add_argument("--conversations", type=int, default=100_000)
+    parser.add_argument("--redis-url", default="", help="the bench's own Redis (redis store)")
     args = parser.parse_args()
-    print(json.dumps(run_async(measure(args.store, args.conversations))))
+    print(json.dumps(run_async(measure(args.store, args.conversations, args.redis_url))))
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from botkit.errors import ConfigError, Problem, UnknownBotError
+from botkit.prompting.embeddings import EmbeddingsUnavailable, SentenceEncoder
 from botkit.prompting.faq import load_faq
 from botkit.prompting.retrieval import FaqIndex
 from botkit.prompting.templates import PromptTemplates, first_comment
@@ -16,6 +18,8 @@ from botkit.settings import BotSettings, load_bot_settings
 
 if TYPE_CHECKING:
     from botkit.casebook import Case
+
+logger = logging.getLogger(__name__)
 
 BOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -119,16 +123,47 @@ class BotHome:
             problems += err.problems
         snippets, faq_problems = load_faq(folder)
         problems += faq_problems
+        encoder = None
+        if settings.faq_retriever == "hybrid":
+            model = settings.faq_embedding_model
+            try:
+                encoder = self._encoder(model)
+            except EmbeddingsUnavailable as err:
+                key = "faq_embedding_model" if model else "faq_retriever"
+                problems.append(self._setting_problem(name, key, str(err)))
         if problems or templates is None:
             raise ConfigError(self._shown(problems))
+        logger.debug(
+            "bot %s: %d FAQ snippets (%s retriever), from %s",
+            name,
+            len(snippets),
+            settings.faq_retriever,
+            self.shown(folder),
+        )
         return BotDefinition(
             name=name,
             description=settings.description or templates.description() or "",
             folder=folder,
             settings=settings,
             templates=templates,
-            faq=FaqIndex(snippets, language=settings.faq_language),
+            faq=FaqIndex(snippets, language=settings.faq_language, encoder=encoder),
         )
+
+    def _encoder(self, model: str | None) -> SentenceEncoder:
+        """The hybrid retriever's model: a folder relative to the home, or a package."""
+        from botkit.prompting.embeddings import load_encoder, model_folder
+
+        where = model if model is None or model.isidentifier() else self.path / model
+        return load_encoder(model_folder(where))
+
+    def _setting_problem(self, name: str, key: str, message: str) -> Problem:
+        path = self.settings_path(name)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            lines = []
+        line = next((i for i, text in enumerate(lines, 1) if text.lstrip().startswith(key)), None)
+        return Problem(path, f"{key}: {message}", line)
 
     def load_checked(self, name: str) -> BotDefinition:
         """Load a bot and check its templates, as start-up does: every name in every

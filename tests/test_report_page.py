@@ -71,6 +71,6 @@ async def test_the_page_opens_without_console_errors(shop: BotDefinition, tmp_pa
     title, charts, groups, console, errors = await asyncio.to_thread(look)
     assert title == "shop: what the bot is doing"
     assert charts == 4
-    assert groups.splitlines()[0] == "12× gift cards? · Do you sell gift cards?"
+    assert groups.splitlines()[0].startswith("12× gift cards? · ")
     assert [entry for entry in console if entry["level"] in ("SEVERE", "WARNING")] == []
     assert len([entry for entry in errors if entry["level"] == "SEVERE"]) == 2

@@ -1,19 +1,23 @@
 """One HTTP client per OpenAI-compatible API, shared by every bot of a process.
 
-It drives an httpx transport directly: by default httpx-aiohttp's, pooled, which
-carries ten times the requests of `httpx.AsyncClient` on one core (see
-bench/); in tests any `httpx.AsyncBaseTransport`, e.g. `httpx.MockTransport`.
+By default it runs on one pooled aiohttp session, which carries ten times the requests
+of `httpx.AsyncClient` on one core (see bench/): a completion is one aiohttp request
+under aiohttp's own timeouts (connect, read and, unless streamed, total in one
+`ClientTimeout`, no second timer around it). Given any `httpx.AsyncBaseTransport`
+instead (in tests, `httpx.MockTransport`), every call goes through that, streams through
+httpx-sse; the model list always does (httpx-aiohttp's transport on the same session).
 Each call is one attempt: retries, deadlines and fallbacks belong to the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -36,6 +40,9 @@ from botkit.errors import (
 )
 from botkit.llm.ratelimit import RateLimit
 from botkit.messages import Usage
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +122,7 @@ class CompletionClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._completions_url = httpx.URL(f"{self.base_url}/chat/completions")
+        self._completions_url_text = f"{self.base_url}/chat/completions"
         self._models_url = httpx.URL(f"{self.base_url}/models")
         fixed = {
             "content-type": "application/json",
@@ -128,13 +136,20 @@ class CompletionClient:
             fixed["authorization"] = f"Bearer {api_key}"
         # Built once: normalizing headers for every request would cost more than sending it.
         self._headers = httpx.Headers(fixed)
+        self._fixed_headers = fixed
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._direct = transport is None  # plain completions on the aiohttp session itself
         if transport is None:
+            import aiohttp
             from httpx_aiohttp import AiohttpTransport
 
-            limits = httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+            transport = AiohttpTransport(client=self._aiohttp)
+            # The pool's queue is no connection attempt: waiting there is bounded by the
+            # total (and the caller's deadline), not by the connect timeout.
+            self._create_timeout = aiohttp.ClientTimeout(
+                total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
             )
-            transport = AiohttpTransport(limits=limits)
         self._transport = transport
         self._timeouts = timeouts
         self._extensions = {
@@ -150,6 +165,39 @@ class CompletionClient:
     async def create(self, body: dict[str, Any], *, estimated_tokens: int = 0) -> ChatCompletion:
         """One non-streamed completion."""
         await self._take_budget(estimated_tokens)
+        if self._direct:
+            status, reason, headers, content = await self._post(body)
+        else:
+            status, reason, headers, content = await self._via_transport(body)
+        request_id = headers.get("x-request-id")
+        if status >= 400:
+            raise status_error(status, reason, headers, content)
+        completion = parse_completion(content, request_id)
+        await self._settle_budget(estimated_tokens, completion.usage)
+        return completion
+
+    async def _post(self, body: dict[str, Any]) -> tuple[int, str, Mapping[str, str], bytes]:
+        """The hot path: one aiohttp request, its only timer aiohttp's own."""
+        import aiohttp
+
+        try:
+            async with self._aiohttp().post(
+                self._completions_url_text,  # a str: aiohttp's URL is faster built from one
+                data=orjson.dumps(body),
+                timeout=self._create_timeout,
+            ) as response:
+                content = await response.read()
+        except aiohttp.ServerTimeoutError as err:  # connecting or reading: before TimeoutError
+            raise APITimeoutError(f"timed out: {err}") from err
+        except TimeoutError as err:
+            raise APITimeoutError(f"no answer within {self._timeouts.total:g} s") from err
+        except aiohttp.ClientError as err:
+            raise APIConnectionError(f"connection failed: {err!r}") from err
+        return response.status, response.reason or "", response.headers, content
+
+    async def _via_transport(
+        self, body: dict[str, Any]
+    ) -> tuple[int, str, Mapping[str, str], bytes]:
         try:
             async with asyncio.timeout(self._timeouts.total):
                 response = await self._send(self._completions_url, body)
@@ -161,57 +209,64 @@ class CompletionClient:
             raise APITimeoutError(f"no answer within {self._timeouts.total:g} s") from err
         except httpx.TransportError as err:
             raise connection_error(err) from err
-        if response.status_code >= 400:
-            raise status_error(response, content)
-        completion = parse_completion(content, _request_id(response))
-        await self._settle_budget(estimated_tokens, completion.usage)
-        return completion
+        return response.status_code, response.reason_phrase, response.headers, content
+
+    def _aiohttp(self) -> aiohttp.ClientSession:
+        """The pooled session, made on first use (it belongs to the running event loop)."""
+        if self._session is None:
+            import aiohttp
+
+            timeouts = self._timeouts
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, ssl=httpx.create_ssl_context()
+                ),
+                headers=self._fixed_headers,
+                timeout=aiohttp.ClientTimeout(
+                    sock_connect=timeouts.connect, sock_read=timeouts.read
+                ),
+                auto_decompress=True,
+            )
+        return self._session
 
     async def stream(
         self, body: dict[str, Any], *, estimated_tokens: int = 0
     ) -> AsyncIterator[str | ChatCompletion]:
         """Text deltas as they arrive, then the whole `ChatCompletion` (text, usage, reason)."""
         await self._take_budget(estimated_tokens)
-        try:
-            response = await self._send(self._completions_url, body)
-        except httpx.TransportError as err:
-            raise connection_error(err) from err
-        request_id = _request_id(response)
+        opened = self._events_direct(body) if self._direct else self._events_via_transport(body)
         parts: list[str] = []
         meta: dict[str, Any] = {}
         finish_reason: str | None = None
         usage: Usage | None = None
         calls: dict[int, list[str]] = {}  # index → [name, arguments so far]
         done = False
-        try:
-            if response.status_code >= 400:
-                raise status_error(response, await response.aread())
-            async for event in EventSource(response).aiter_sse():
-                if event.data == "[DONE]":
-                    done = True
-                    break
-                chunk = _json_object(event.data.encode(), request_id)
-                if "error" in chunk:  # a server failing after it began to answer
-                    raise _error_from_payload(500, chunk, request_id)
-                meta = meta or chunk
-                for choice in chunk.get("choices") or ():
-                    if choice.get("index", 0) != 0:
-                        continue
-                    delta = choice.get("delta") or {}
-                    if content := delta.get("content"):
-                        parts.append(content)
-                        yield content
-                    for call in delta.get("tool_calls") or ():
-                        _add_tool_call_delta(calls, call)
-                    finish_reason = choice.get("finish_reason") or finish_reason
-                if chunk.get("usage"):
-                    usage = _usage(chunk["usage"])
-        except httpx.TransportError as err:
-            raise StreamInterruptedError(
-                f"the stream broke off: {err}", partial="".join(parts), request_id=request_id
-            ) from err
-        finally:
-            await response.aclose()
+        async with opened as (request_id, events):
+            try:
+                async for data in events:
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    chunk = _json_object(data.encode(), request_id)
+                    if "error" in chunk:  # a server failing after it began to answer
+                        raise _error_from_payload(500, chunk, request_id)
+                    meta = meta or chunk
+                    for choice in chunk.get("choices") or ():
+                        if choice.get("index", 0) != 0:
+                            continue
+                        delta = choice.get("delta") or {}
+                        if content := delta.get("content"):
+                            parts.append(content)
+                            yield content
+                        for call in delta.get("tool_calls") or ():
+                            _add_tool_call_delta(calls, call)
+                        finish_reason = choice.get("finish_reason") or finish_reason
+                    if chunk.get("usage"):
+                        usage = _usage(chunk["usage"])
+            except _StreamBroke as err:
+                raise StreamInterruptedError(
+                    f"the stream broke off: {err}", partial="".join(parts), request_id=request_id
+                ) from err.__cause__
         if not done and finish_reason is None:
             raise StreamInterruptedError(
                 "the stream ended before the answer did",
@@ -239,6 +294,62 @@ class CompletionClient:
             ],
         )
 
+    @contextlib.asynccontextmanager
+    async def _events_direct(
+        self, body: dict[str, Any]
+    ) -> AsyncIterator[tuple[str | None, AsyncIterator[str]]]:
+        """The data of each server-sent event, read straight off the aiohttp session
+        (connect and read timeouts: the session's; a stream has no total)."""
+        import aiohttp
+
+        try:
+            response = await self._aiohttp().post(
+                self._completions_url_text, data=orjson.dumps(body)
+            )
+        except aiohttp.ServerTimeoutError as err:
+            raise APITimeoutError(f"timed out: {err}") from err
+        except aiohttp.ClientError as err:
+            raise APIConnectionError(f"connection failed: {err!r}") from err
+        try:
+            request_id = response.headers.get("x-request-id")
+            if response.status >= 400:
+                try:
+                    content = await response.read()
+                except aiohttp.ClientError as err:
+                    raise APIConnectionError(f"connection failed: {err!r}") from err
+                raise status_error(
+                    response.status, response.reason or "", response.headers, content
+                )
+            yield request_id, _sse_data(response)
+        finally:
+            response.release()
+
+    @contextlib.asynccontextmanager
+    async def _events_via_transport(
+        self, body: dict[str, Any]
+    ) -> AsyncIterator[tuple[str | None, AsyncIterator[str]]]:
+        try:
+            response = await self._send(self._completions_url, body)
+        except httpx.TransportError as err:
+            raise connection_error(err) from err
+        try:
+            request_id = _request_id(response)
+            if response.status_code >= 400:
+                content = await response.aread()
+                reason = response.reason_phrase
+                raise status_error(response.status_code, reason, response.headers, content)
+
+            async def data() -> AsyncIterator[str]:
+                try:
+                    async for event in EventSource(response).aiter_sse():
+                        yield event.data
+                except httpx.TransportError as err:
+                    raise _StreamBroke(str(err)) from err
+
+            yield request_id, data()
+        finally:
+            await response.aclose()
+
     async def models(self) -> list[str]:
         """The model ids `GET {base_url}/models` lists."""
         try:
@@ -248,14 +359,17 @@ class CompletionClient:
         except httpx.TransportError as err:
             raise connection_error(err) from err
         if response.status_code >= 400:
-            raise status_error(response, content)
+            reason = response.reason_phrase
+            raise status_error(response.status_code, reason, response.headers, content)
         data = _json_object(content, _request_id(response)).get("data")
         if not isinstance(data, list):
             raise MalformedResponseError("the model list has no 'data' array")
         return [str(item["id"]) for item in data if isinstance(item, dict) and "id" in item]
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        await self._transport.aclose()  # closes the session too, once it has used it
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
 
     async def __aenter__(self) -> CompletionClient:
         return self
@@ -283,6 +397,38 @@ class CompletionClient:
     async def _settle_budget(self, estimated_tokens: int, usage: Usage | None) -> None:
         if self.rate_limit is not None and usage is not None:
             await self.rate_limit.settle(estimated_tokens, usage.total_tokens)
+
+
+class _StreamBroke(Exception):
+    """The connection failed while a stream was being read."""
+
+
+async def _sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+    """The data of each server-sent event of an aiohttp response: `data:` lines joined, an
+    empty line ending the event; other fields and comments carry nothing botkit uses.
+    (Lines end in LF or CRLF, as OpenAI-compatible servers send them.)
+
+    Written here because httpx-sse reads httpx responses only: going through httpx to
+    reuse it cost about a third of the client's CPU per streamed answer (bench/).
+    """
+    import aiohttp
+
+    data: list[str] = []
+    pending = b""
+    try:
+        async for chunk in response.content.iter_any():
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            for raw in lines:
+                line = raw.decode().removesuffix("\r")
+                if not line:
+                    if data:
+                        yield "\n".join(data)
+                        data = []
+                elif line.startswith("data:"):
+                    data.append(line[6:] if line.startswith("data: ") else line[5:])
+    except (aiohttp.ClientError, TimeoutError) as err:
+        raise _StreamBroke(str(err) or type(err).__name__) from err
 
 
 def parse_completion(content: bytes, request_id: str | None = None) -> ChatCompletion:
@@ -319,7 +465,9 @@ def parse_completion(content: bytes, request_id: str | None = None) -> ChatCompl
     )
 
 
-def status_error(response: httpx.Response, content: bytes) -> APIStatusError:
+def status_error(
+    status: int, reason: str, headers: Mapping[str, str], content: bytes
+) -> APIStatusError:
     """The exception for an error status, with the API's own message and code."""
     try:
         payload = orjson.loads(content)
@@ -327,17 +475,15 @@ def status_error(response: httpx.Response, content: bytes) -> APIStatusError:
         payload = None
     if not isinstance(payload, dict) or not isinstance(payload.get("error"), dict | str):
         text = content.decode(errors="replace").strip()[:300]
-        payload = {"error": {"message": text or response.reason_phrase or "no details"}}
-    return _error_from_payload(
-        response.status_code, payload, _request_id(response), response.headers
-    )
+        payload = {"error": {"message": text or reason or "no details"}}
+    return _error_from_payload(status, payload, headers.get("x-request-id"), headers)
 
 
 def _error_from_payload(
     status: int,
     payload: dict[str, Any],
     request_id: str | None,
-    headers: httpx.Headers | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> APIStatusError:
     error = payload["error"]
     if isinstance(error, str):
@@ -387,7 +533,7 @@ def connection_error(err: httpx.TransportError) -> APIConnectionError:
     return APIConnectionError(f"connection failed: {err}")
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
+def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds the server asks us to wait: `retry-after-ms`, else `Retry-After` (seconds or
     an HTTP date)."""
     if (millis := headers.get("retry-after-ms")) is not None:

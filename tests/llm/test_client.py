@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
 
 from botkit.errors import (
     APIConnectionError,
@@ -25,7 +30,7 @@ from botkit.errors import (
 from botkit.llm.client import ChatCompletion, CompletionClient, Timeouts, parse_completion
 from botkit.llm.params import ChatParams
 from tests.llm.openai_server import Answer, Fail, OpenAIServer, Streamed
-from tests.loopback import free_port
+from tests.loopback import LoopbackServer, free_port
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 
@@ -293,3 +298,90 @@ async def test_requests_run_concurrently_on_one_client(openai_server: OpenAIServ
         await asyncio.gather(*(client.create(ChatParams().body("m", MESSAGES)) for _ in range(20)))
     # Twenty 0.3 s answers one after another would take 6 s; the pool runs them at once.
     assert time.monotonic() - started < 3
+
+
+async def test_waiting_for_a_pooled_connection_is_no_connect_timeout(
+    openai_server: OpenAIServer,
+) -> None:
+    # One connection, three requests: two wait in the pool longer than the connect
+    # timeout, yet nothing failed to connect. Only the total bounds that wait.
+    openai_server.then(*[Answer(delay=0.3) for _ in range(3)])
+    timeouts = Timeouts(connect=0.1, read=5, total=5)
+    async with client_for(openai_server, timeouts=timeouts, max_connections=1) as client:
+        results = await asyncio.gather(
+            *(client.create(ChatParams().body("m", MESSAGES)) for _ in range(3))
+        )
+    assert [r.text for r in results] == ["Hello from the test server."] * 3
+
+
+async def _raw_stream_server(pieces: list[bytes], pause: float = 0.0) -> LoopbackServer:
+    """A server whose streamed answer is exactly `pieces`, each sent as its own write."""
+
+    async def completions(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            for piece in pieces:
+                yield piece
+                await asyncio.sleep(pause)
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    server = LoopbackServer(
+        Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+    )
+    await server.start()
+    return server
+
+
+async def test_server_sent_events_as_servers_write_them() -> None:
+    # CRLF line ends, a comment, other fields, "data:" without its space, and writes that
+    # cut lines, and a character, in two.
+    first = '{"choices": [{"index": 0, "delta": {"content": "Grüße, "}}]}'.encode()
+    pieces = [
+        b": keep-alive\r\n\r\nevent: message\r\nid: 1\r\ndata: " + first[:40],
+        first[40:] + b'\r\n\r\ndata:{"choices": [{"index": 0, "delta": {"content": "wo',
+        b'rld"}, "finish_reason": "stop"}]}\n\n',
+        'data: {"choices": [{"index": 0, "delta": {"content": "!\u00e9"}}]}\n\n'.encode()[:-8],
+        'data: {"choices": [{"index": 0, "delta": {"content": "!\u00e9"}}]}\n\n'.encode()[-8:],
+        b"data: [DONE]\n\n",
+    ]
+    server = await _raw_stream_server(pieces)
+    try:
+        async with CompletionClient(base_url=f"http://127.0.0.1:{server.port}/v1") as client:
+            items = [
+                i async for i in client.stream({"model": "m", "messages": MESSAGES, "stream": True})
+            ]
+    finally:
+        await server.stop()
+    assert items[:-1] == ["Grüße, ", "world", "!é"]
+    assert isinstance(items[-1], ChatCompletion) and items[-1].text == "Grüße, world!é"
+    assert items[-1].finish_reason == "stop"
+
+
+async def test_a_stream_that_stalls_past_the_read_timeout_is_cut_off() -> None:
+    delta = b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n'
+    server = await _raw_stream_server([delta, delta], pause=1.0)
+    try:
+        timeouts = Timeouts(connect=1, read=0.2, total=0.3)  # a stream has no total
+        async with CompletionClient(
+            base_url=f"http://127.0.0.1:{server.port}/v1", timeouts=timeouts
+        ) as client:
+            received = []
+            with pytest.raises(StreamInterruptedError) as caught:
+                async for item in client.stream(
+                    {"model": "m", "messages": MESSAGES, "stream": True}
+                ):
+                    received.append(item)
+    finally:
+        await server.stop()
+    assert received == ["Hi"] and caught.value.partial == "Hi"
+
+
+async def test_a_streamed_request_refused_with_a_status(openai_server: OpenAIServer) -> None:
+    openai_server.then(
+        Fail(429, {"message": "Slow down", "code": "rate_limit_exceeded"}, {"retry-after": "2"})
+    )
+    async with client_for(openai_server) as client:
+        with pytest.raises(RateLimitError, match="Slow down") as caught:
+            async for _ in client.stream(ChatParams().body("m", MESSAGES, stream=True)):
+                pass
+    assert caught.value.retry_after == 2.0

@@ -3,8 +3,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from botkit.prompting.faq import SnippetError, load_faq, parse_snippet
+from botkit.prompting import faq
+from botkit.prompting.faq import (
+    FaqSnippet,
+    SnippetError,
+    load_faq,
+    parse_snippet,
+    simple_front_matter,
+)
 from botkit.testing import faq_file, write_bot
 
 
@@ -69,3 +77,57 @@ def test_load_faq_reports_each_bad_file_and_keeps_the_good_ones(tmp_path: Path) 
 
 def test_a_bot_without_faq_folder_has_no_snippets(tmp_path: Path) -> None:
     assert load_faq(tmp_path) == ([], [])
+
+
+@pytest.mark.parametrize(
+    "front_matter",
+    [
+        "question: How do I reset my password?",
+        'question: "Where is my card?"\ntags: [cards, delivery]',
+        "question: 'Can I pay by card?'\nquestions: [pay by card, card payment]\ntags: []",
+        "question: Refunds\nquestions:\n  - I want my money back\n  - 'refund please'\ntags: [b]",
+        "# a comment\nquestion: Hours\n\ntags: [a]\ntags: [b]",
+        "question: Export\nquestions:",
+        "question: Export\ntags: [ spaced , items ]",
+        # What YAML reads otherwise: each of these must come out exactly as YAML has it.
+        "question: yes",
+        "question: Null",
+        "question: 1.5",
+        "question: 2024-01-01",
+        "question: Time: 9 to 5",
+        "question: Hours # open late",
+        'question: "tab\\there"',
+        "question: 'it''s'",
+        "question: [a, [b]]",
+        'tags: ["a, b", c]',
+        "question: >\n  folded\n  text",
+        "question: Ça va?",
+        "question: ~",
+        "questions:\n- at the margin",
+        "question: &anchor Hello\nquestions: [*anchor]",
+    ],
+)
+def test_simple_front_matter_reads_as_yaml_does(
+    front_matter: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read without YAML where it can be, the front matter must come out as YAML has it.
+    simple = simple_front_matter(front_matter.splitlines())
+    assert simple is None or simple == yaml.safe_load(front_matter)
+    text = f"---\n{front_matter}\n---\nThe answer.\n"
+    parsed = _parsed(text)
+    monkeypatch.setattr(faq, "simple_front_matter", lambda lines: None)
+    assert parsed == _parsed(text)
+
+
+def test_the_usual_front_matter_is_read_without_yaml() -> None:
+    assert simple_front_matter(["question: Hours", "questions:", "  - When are you open?"]) == {
+        "question": "Hours",
+        "questions": ["When are you open?"],
+    }
+
+
+def _parsed(text: str) -> FaqSnippet | str:
+    try:
+        return parse_snippet(text, "a.md")
+    except SnippetError as err:
+        return f"{err.line}: {err.message}"

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from botkit.prompting import retrieval
 from botkit.prompting.faq import FaqSnippet
 from botkit.prompting.retrieval import FaqIndex, Tokenizer
 
@@ -85,3 +88,54 @@ def test_an_empty_faq_finds_nothing() -> None:
 def test_tokenizer_stems_and_drops_stop_words() -> None:
     assert Tokenizer()("The cards are declined, dont know why") == ["card", "declin", "know", "whi"]
     assert Tokenizer("none")("The cards") == ["the", "cards"]
+
+
+def test_questions_weigh_more_than_answers() -> None:
+    asked = FaqSnippet("How do I close my account?", "Write to us.", "close.md")
+    mentioned = FaqSnippet(
+        "How do I export my notes?", "Export them before you close your account.", "export.md"
+    )
+    assert [
+        m.snippet.source for m in FaqIndex([mentioned, asked]).search("close account", top_k=2)
+    ] == [
+        "close.md",
+        "export.md",
+    ]
+
+
+def test_a_large_faq_skips_common_words_yet_finds_what_scanning_all_finds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Over _SCAN_ALL_UP_TO snippets a query skips the lists of words too common to change
+    # its best matches (MaxScore); the matches must be the ones a full scan finds.
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(400)]
+    snippets = [
+        FaqSnippet(
+            " ".join(rng.choices(words[:20], k=3) + rng.choices(words, k=4)),
+            "common words in every answer",
+            f"{i}.md",
+        )
+        for i in range(retrieval._SCAN_ALL_UP_TO + 5_000)
+    ]
+    index = FaqIndex(snippets)
+    queries = [" ".join(rng.choices(words[:20], k=3) + rng.choices(words, k=3)) for _ in range(60)]
+    queries += ["common words answer w1", "w399 w398 w1 w2 w3 w4"]
+    skipping = [index.search(q, top_k=3, min_confidence=0.1) for q in queries]
+    monkeypatch.setattr(retrieval, "_SCAN_ALL_UP_TO", len(snippets))
+    scanning = [index.search(q, top_k=3, min_confidence=0.1) for q in queries]
+    for skipped, scanned in zip(skipping, scanning, strict=True):
+        assert [round(m.confidence, 5) for m in skipped] == [
+            round(m.confidence, 5) for m in scanned
+        ]
+        assert [m.snippet for m in skipped] == [m.snippet for m in scanned]
+
+
+def test_the_tokenizer_forgets_stems_it_remembers_too_many_of(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(retrieval, "_STEMS_KEPT", 2)
+    tokenize = Tokenizer()
+    assert tokenize("cards declined") == ["card", "declin"]
+    assert tokenize("refunds cards payments") == ["refund", "card", "payment"]
+    assert tokenize("cards arrive") == ["card", "arriv"]  # over the bound: starts afresh

@@ -24,9 +24,20 @@ async def converse(clients: list[httpx.AsyncClient], session: str, number: int) 
     async def send(k: int) -> None:
         async with gate:
             await asyncio.sleep(random.uniform(0, 0.02))
-            response = await clients[k % len(clients)].post(
-                f"/v1/sessions/{session}/messages", json={"message": f"s{number} q{k}"}
-            )
+            # As a careful client does: a connection that breaks (a kept-alive one the
+            # server closed as the request went out) is retried with the same key.
+            headers = {"Idempotency-Key": f"{session}-{k}"}
+            for attempt in range(3):
+                try:
+                    response = await clients[k % len(clients)].post(
+                        f"/v1/sessions/{session}/messages",
+                        json={"message": f"s{number} q{k}"},
+                        headers=headers,
+                    )
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
             assert response.status_code == 200, response.text
 
     await asyncio.gather(*(send(k) for k in range(MESSAGES)))
