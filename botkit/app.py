@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import SecretStr
 
+from botkit.feedback import Votes
 from botkit.handoff import Desk, Handoffs
 from botkit.home import BotDefinition
 from botkit.llm.base import Responder
 from botkit.llm.offline import FaqResponder
 from botkit.metrics import ReplyMetrics
+from botkit.outcomes import OutcomeRecorder
 from botkit.pipeline import Pipeline
 from botkit.settings import Settings
 from botkit.stores import Store, open_store_as
@@ -55,6 +57,8 @@ class BotApp:
         self._exit_stack = AsyncExitStack()
         self._store: Store | None = None
         self._handoffs: Handoffs | None = None
+        self._outcomes: OutcomeRecorder | None = None
+        self._votes: Votes | None = None
         self._responder: Callable[[BotDefinition], Responder] = FaqResponder
 
     @property
@@ -68,6 +72,20 @@ class BotApp:
         if self._handoffs is None:
             raise RuntimeError("BotApp is not open: use 'async with BotApp(...)'")
         return self._handoffs
+
+    @property
+    def outcomes(self) -> OutcomeRecorder:
+        """What records the outcome of every message (`flush` it before reading them)."""
+        if self._outcomes is None:
+            raise RuntimeError("BotApp is not open: use 'async with BotApp(...)'")
+        return self._outcomes
+
+    @property
+    def votes(self) -> Votes:
+        """Customers' votes on the answers (the channels' feedback buttons, the API)."""
+        if self._votes is None:
+            raise RuntimeError("BotApp is not open: use 'async with BotApp(...)'")
+        return self._votes
 
     def model_of(self, bot: BotDefinition) -> str:
         """The model a bot asks first ("faq" when it answers offline)."""
@@ -93,6 +111,11 @@ class BotApp:
                     handoffs=self._handoffs,
                 )
             self.metrics.attach(self.pipelines.values(), self._handoffs)
+            self._outcomes = OutcomeRecorder(self._store, prices=self.settings.llm.prices)
+            stack.push_async_callback(self._outcomes.aclose)
+            for pipeline in self.pipelines.values():
+                pipeline.listeners.append(self._outcomes.observe)
+            self._votes = Votes(self._store, self.pipelines)
             self._exit_stack = stack.pop_all()
         return self
 
@@ -116,6 +139,8 @@ class BotApp:
         await self._exit_stack.aclose()
         self._store = None
         self._handoffs = None
+        self._outcomes = None
+        self._votes = None
 
     async def _desks(self, stack: AsyncExitStack) -> dict[str, Desk]:
         """Each bot's desk: one per kind of desk, shared by the bots that use it."""

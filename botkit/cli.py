@@ -128,6 +128,32 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("name", nargs="?", help="one bot (default: all)")
     usage.add_argument("--days", type=int, default=7, help="how many days back (default: 7)")
     add("models", _models, "list the models the configured LLM API offers")
+    report = add("report", _report, "what a bot did, and the questions it could not answer")
+    report.add_argument("name", help="the bot")
+    report.add_argument("--days", type=int, default=7, help="how many days back (default: 7)")
+    report.add_argument("--html", type=Path, metavar="FILE", help="also write a page with charts")
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    transcripts = add("transcripts", _transcripts, "export a bot's conversations")
+    transcripts.add_argument("name", help="the bot")
+    transcripts.add_argument(
+        "--since", type=_date, metavar="DATE", help="conversations since DATE (YYYY-MM-DD, UTC)"
+    )
+    transcripts.add_argument("--user", metavar="ID", help="only this user's conversations")
+    transcripts.add_argument(
+        "--format",
+        choices=("jsonl", "md"),
+        default="jsonl",
+        help="JSON Lines (default) or Markdown",
+    )
+    forget = add("forget", _forget, "delete everything kept about one user")
+    forget.add_argument(
+        "--user", required=True, metavar="ID", help="the user, as channels name them"
+    )
+    forget.add_argument(
+        "--bot", metavar="NAME", help="only what this bot keeps (default: every bot)"
+    )
+    purge = add("purge", _purge, "delete conversations older than their bot's retention")
+    purge.add_argument("names", nargs="*", metavar="NAME", help="the bots (default: all)")
     handoffs = add("handoffs", _handoffs, "the conversations waiting for or with a person")
     handoffs.add_argument("name", nargs="?", help="one bot (default: all)")
     serve = add("serve", _serve, "run bots on Telegram, Slack and the web until stopped")
@@ -434,6 +460,119 @@ def _usage(args: argparse.Namespace) -> int:
         print(f"no usage since {since}")
         return 0
     _print_table(table, left=3)
+    return 0
+
+
+def _date(value: str) -> float:
+    """A day (YYYY-MM-DD, UTC) or an ISO time, as seconds since the epoch."""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date such as 2026-11-30") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _report(args: argparse.Namespace) -> int:
+    import json
+
+    from botkit.home import BotHome
+    from botkit.report import gather
+    from botkit.stores import open_store_as
+
+    settings = _settings(args)
+    bot = BotHome(settings.home).load(args.name)
+    if args.html is not None:
+        from botkit.report_page import require_plotting
+
+        require_plotting()  # before the store is read: the pip command, at once
+
+    async def read() -> Any:
+        async with await open_store_as(settings.store, home=settings.home) as store:
+            return await gather(store, bot, days=max(args.days, 1), prices=settings.llm.prices)
+
+    report = run_async(read())
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(report.lines()))
+    if args.html is not None:
+        from botkit.report_page import page
+
+        args.html.write_text(page(report), encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
+    return 0
+
+
+def _transcripts(args: argparse.Namespace) -> int:
+    from botkit.stores import open_store_as
+    from botkit.transcripts import render, transcripts
+
+    settings = _settings(args)
+
+    async def export() -> int:
+        count = 0
+        async with await open_store_as(settings.store, home=settings.home) as store:
+            async for transcript in transcripts(store, args.name, since=args.since, user=args.user):
+                print(render(transcript, args.format))
+                count += 1
+        return count
+
+    if not run_async(export()):
+        print(f"{args.name}: no conversations to export", file=sys.stderr)
+    return 0
+
+
+def _forget(args: argparse.Namespace) -> int:
+    from botkit.privacy import forget
+    from botkit.stores import open_store_as
+
+    settings = _settings(args)
+
+    async def erase() -> Any:
+        async with await open_store_as(settings.store, home=settings.home) as store:
+            return await forget(store, args.user, bot=args.bot)
+
+    done = run_async(erase())
+    whose = f"user {args.user!r}" + (f" of bot {args.bot}" if args.bot else "")
+    if done.nothing:
+        print(f"nothing is kept about {whose}: nothing deleted")
+        return 0
+    print(
+        f"deleted what was kept about {whose}: {done.conversations} conversations"
+        + (f" (and their part of {done.shared} shared ones)" if done.shared else "")
+        + f", {done.messages} messages, {done.votes} votes, {done.handoffs} handoffs;"
+        f" {done.usage_rows} token rows no longer name them"
+    )
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from botkit.home import BotHome
+    from botkit.privacy import purge
+    from botkit.stores import open_store_as
+
+    settings = _settings(args)
+    home = BotHome(settings.home)
+    bots = [home.load(name) for name in (args.names or home.names())]
+
+    async def run() -> list[tuple[str, int | None]]:
+        done: list[tuple[str, int | None]] = []
+        async with await open_store_as(settings.store, home=settings.home) as store:
+            for bot in bots:
+                retention = bot.settings.retention
+                count = (
+                    None if retention is None else await purge(store, bot.name, retention=retention)
+                )
+                done.append((bot.name, count))
+        return done
+
+    for name, count in run_async(run()):
+        if count is None:
+            print(f"{name}: no retention set in bots/{name}.toml; its conversations are kept")
+        else:
+            print(f"{name}: deleted {count} conversation{'s' * (count != 1)} past its retention")
     return 0
 
 

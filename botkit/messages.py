@@ -88,6 +88,8 @@ class Reply:
     """The FAQ snippets (their `source`) handed to the prompt, best first."""
     handoff: str | None = None
     """The id of the handoff this message started or was relayed to."""
+    faq_score: float | None = None
+    """The confidence (0–1) of the best FAQ match for the message, when one was searched."""
 
     @property
     def truncated(self) -> bool:
@@ -114,6 +116,71 @@ class Turn:
     reply_to: str | None = None
     kind: str | None = None
     name: str | None = None
+
+
+OutcomeKind = Literal["model", "faq", "fallback", "limit", "command", "handoff", "relayed"]
+"""What became of a customer's message: answered by the model, answered with a FAQ
+snippet (no LLM, or the LLM failed), the fallback text (nothing matched), the daily
+limit notice, a command's answer, handed to people, or relayed to the person who has it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """What became of one customer message, for the report and the transcripts.
+
+    One per message (`conversation`, `message_id`); `question` is its text as stored
+    (redacted, cut to size), so the report can group what the bot could not answer.
+    """
+
+    bot: str
+    channel: str
+    conversation: str
+    """The conversation's store key."""
+    user: str
+    message_id: str
+    at: float
+    kind: OutcomeKind
+    question: str = ""
+    faq: str | None = None
+    """The best FAQ snippet (its `source`) handed to the prompt, if any."""
+    faq_score: float | None = None
+    seconds: float = 0.0
+    """How long the reply took, from the message's arrival."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str | None = None
+    cost: float | None = None
+    """What the answer's tokens cost (`BOTKIT_LLM_PRICES`), None when the model has no price."""
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outcome:
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Feedback:
+    """A customer's 👍 (`score` 1) or 👎 (-1) on the answer to their message `message_id`;
+    one per answer: a second vote replaces the first."""
+
+    bot: str
+    channel: str
+    conversation: str
+    message_id: str
+    user: str
+    score: int
+    comment: str | None = None
+    at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Feedback:
+        return cls(**data)
 
 
 HandoffState = Literal["waiting", "human", "resolved"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from botkit.prompting.composer import Prompt, PromptComposer
 from botkit.prompting.faq import FaqSnippet
 from botkit.prompting.templates import DEFAULTS
 from botkit.prompting.tokens import count_message_tokens
+from botkit.redaction import Redactor
 from botkit.stores.base import InboxItem, Lease, Store
 
 if TYPE_CHECKING:
@@ -80,6 +82,7 @@ class Pipeline:
         self.listeners = list(listeners)
         self.handoffs = handoffs if handoffs is not None and bot.settings.handoff else None
         self._offline = FaqResponder(bot)
+        self._redact = Redactor(bot.settings.redact)
 
     def replace_bot(self, bot: BotDefinition, responder: Responder) -> None:
         """Answer with a new definition of the same bot from the next message on (a reload).
@@ -92,6 +95,11 @@ class Pipeline:
         self.responder = responder
         self.composer = PromptComposer(bot)
         self._offline = FaqResponder(bot)
+        self._redact = Redactor(bot.settings.redact)
+
+    def redact(self, text: str) -> str:
+        """`text` as the bot keeps a customer's words: what it redacts replaced."""
+        return self._redact(text) if self._redact else text
 
     # --- the inbox ---------------------------------------------------------------------
 
@@ -101,6 +109,8 @@ class Pipeline:
         """Keep the message in the inbox before the platform is told it arrived; `address`
         is what the channel needs to reply later, from any worker. None when `dedupe`
         names a message accepted before (a platform's re-delivery). Raises `StoreError`."""
+        if self._redact:  # not even the inbox keeps what the bot redacts
+            message = dataclasses.replace(message, text=self._redact(message.text))
         return await self.store.inbox_add(
             channel=inbox_channel(message.channel, message.bot),
             conversation=message.conversation_key,
@@ -225,6 +235,7 @@ class Pipeline:
                 model=completion.model,
                 error=completion.error,
                 faq=tuple(m.snippet.source for m in prompt.faq) if prompt else (),
+                faq_score=prompt.faq[0].confidence if prompt and prompt.faq else None,
             )
             await self._store_answer(message, reply, lease)
         yield self._done(message, reply, started)
@@ -419,7 +430,11 @@ class Pipeline:
         )
 
     def _cut(self, message: IncomingMessage, text: str) -> tuple[IncomingMessage, str]:
-        """The message with its stripped `text`, cut to the size limit, and the notice."""
+        """The message as the bot keeps it, and the notice it was cut: its stripped `text`
+        redacted (before it is stored, sent to the model or relayed to people) and cut to
+        the size limit, with an id if its channel gave none (outcomes and votes name it)."""
+        if self._redact:
+            text = self._redact(text)
         limit = self.bot.settings.max_message_chars
         notice = ""
         if len(text) > limit:
@@ -427,6 +442,8 @@ class Pipeline:
             notice = f"\n\n(Your message was long, so I read only its first {limit} characters.)"
         if text != message.text:
             message = dataclasses.replace(message, text=text)
+        if message.message_id is None:
+            message = dataclasses.replace(message, message_id=f"m_{secrets.token_urlsafe(9)}")
         return message, notice
 
     def _done(self, message: IncomingMessage, reply: Reply, started: float) -> Reply:

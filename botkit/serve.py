@@ -6,7 +6,8 @@ a change to them.
 The HTTP server always runs, whatever the channels: `/healthz` (the process is alive),
 `/readyz` (the store answers and every channel has started; 503 otherwise) and
 `/metrics` (Prometheus). Beside the channels run the inbox worker (work a dead worker
-left, messages from people for customers) and the handoff timeouts.
+left, messages from people for customers), the handoff timeouts and, for bots with a
+`retention`, the hourly deletion of conversations past it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from botkit.adapters import CHANNELS, Channel, ChannelFactory, ServeOptions
 from botkit.app import BotApp
 from botkit.errors import ConfigError, Problem
 from botkit.inbox import InboxWorker, Resumes
+from botkit.privacy import RetentionPurger
 from botkit.reloader import Reloader
 
 if TYPE_CHECKING:
@@ -119,6 +121,7 @@ async def serve(app: BotApp, options: ServeOptions, *, reload: bool = False) -> 
             asyncio.create_task(inbox.run()),
             asyncio.create_task(app.handoffs.run()),
             asyncio.create_task(reloader.run()),
+            asyncio.create_task(RetentionPurger(app.store, lambda: app.bots).run()),
         ]
         for task in background:
             task.add_done_callback(lambda task: _stop_on_failure(task, stop))

@@ -349,6 +349,8 @@ class HandoffSettings(BaseModel):
     """How long a handoff waits for a person before the bot takes the conversation back."""
     after_fallbacks: int | None = Field(default=None, gt=0)
     """Hand off on this many fallback answers in a row."""
+    offer_on_thumbs_down: bool = False
+    """A 👎 on an answer offers the customer a person (a "Talk to a person" button)."""
 
     @model_validator(mode="after")
     def _desk_needs(self) -> HandoffSettings:
@@ -367,6 +369,46 @@ class HandoffSettings(BaseModel):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"webhook_url: {self.webhook_url!r} is not an http(s) URL")
         return self
+
+
+class RedactPattern(BaseModel):
+    """A bot's own kind of text to redact: matches of `regex` become `[name]`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^\w[\w -]*$")
+    regex: str
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as err:
+            where = f" at position {err.pos}" if err.pos is not None else ""
+            raise ValueError(f"does not compile: {err.msg}{where}") from None
+        if compiled.search("") is not None:
+            raise ValueError(
+                f"{value!r} matches the empty string, so it would match everywhere; "
+                "make every part of it required (e.g. + instead of *)"
+            )
+        return value
+
+
+def _redact_list(value: object) -> object:
+    # `redact = ["card", "email"]` is short for `[redact] builtin = ["card", "email"]`.
+    return {"builtin": value} if isinstance(value, list) else value
+
+
+class RedactSettings(BaseModel):
+    """What is replaced in customers' messages before they are stored, sent to the LLM or
+    shown to a desk: `redact = ["card", …]`, or a `[redact]` table with `builtin` and
+    `[[redact.patterns]]`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    builtin: list[Literal["card", "email", "phone", "iban"]] = Field(default_factory=list)
+    patterns: list[RedactPattern] = Field(default_factory=list)
 
 
 class BotSettings(BaseModel):
@@ -399,6 +441,13 @@ class BotSettings(BaseModel):
     daily_tokens_per_user: int | None = Field(default=None, gt=0)
     handoff: HandoffSettings | None = None
     """Handing conversations over to people; without the table, the bot never does."""
+    feedback: bool = True
+    """👍/👎 buttons on the bot's answers (Telegram, Slack, the web page)."""
+    redact: Annotated[RedactSettings, BeforeValidator(_redact_list)] = Field(
+        default_factory=RedactSettings
+    )
+    retention: Duration | None = None
+    """Conversations idle this long are deleted (e.g. "90d"); None keeps them."""
     vars: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("params")
@@ -499,7 +548,13 @@ def _problems(path: Path, text: str, err: ValidationError) -> list[Problem]:
             message = f"unknown key '{key}' (known keys: {known})"
         else:
             message = f"{key}: {error['msg']}"
-        problems.append(Problem(path, message, _line_of(text, loc)))
+        # A value inside an array (`redact = ["card", "ssn"]`) is on its key's line.
+        line = _line_of(text, loc)
+        for end in range(len(loc) - 1, 0, -1):
+            if line is not None:
+                break
+            line = _line_of(text, loc[:end])
+        problems.append(Problem(path, message, line))
     return problems
 
 

@@ -19,12 +19,19 @@ class ShowsText(Protocol):
         ...
 
 
-async def stream_reply(writer: ShowsText, deltas: AsyncIterable[str], interval: float) -> str:
-    """Show text as it arrives, at most one update per `interval` seconds, then all of it.
+async def stream_reply(
+    writer: ShowsText, deltas: AsyncIterable[str], interval: float | None
+) -> str:
+    """Show text as it arrives, at most one update per `interval` seconds, then all of it;
+    with `interval` None (streaming off), only all of it, once.
 
     The deltas are read on their own task, so a slow update (or a rate-limit
     wait) never holds up the answer: the next update shows everything so far.
     """
+    if interval is None:
+        text = "".join([delta async for delta in deltas])
+        await writer.show(text)
+        return text
     parts: list[str] = []
     arrived = asyncio.Event()
 

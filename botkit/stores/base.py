@@ -11,6 +11,10 @@ serving everything workers must share, so workers sharing a backend share it all
     Inbox               accepted messages (and messages for customers) not yet
                         finished; whatever a dead worker held is taken up again
     HandoffStore        conversations handed to people, changed by compare-and-set
+    OutcomeLog          what became of each customer message, and customers' votes on
+                        the answers: what reports and transcripts read
+    Erasure             deleting a conversation, or one person's part of it, and their
+                        token rows: what `forget` and retention purges do
     Feed                "something changed" notices between workers
 
 Leases (conversation locks and inbox items) last `lease` seconds and are renewed
@@ -28,12 +32,13 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from botkit.errors import StoreError
-from botkit.messages import Handoff, Turn
+from botkit.messages import Feedback, Handoff, Outcome, Turn
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T", Outcome, Feedback)
 
 DEFAULT_LEASE = 30.0
 """Seconds a lock or an inbox item stays with a worker that stopped renewing it."""
@@ -400,6 +405,72 @@ class HandoffStore(ABC):
         """Every open handoff (of one bot), oldest first."""
 
 
+class OutcomeLog(ABC):
+    """What became of each customer message (`Outcome`: one per conversation and message
+    id) and what customers thought of the answers (`Feedback`: one vote per answer).
+
+    Outcomes arrive in batches (see `botkit.outcomes`), so recording them costs the
+    message path nothing. Every query takes the filters it is given together; times
+    are seconds since the epoch, `since` included and `until` not; results come
+    oldest first.
+    """
+
+    @abstractmethod
+    async def add_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """Record outcomes in one write; a message's outcome replaces an earlier one."""
+
+    @abstractmethod
+    async def outcomes(
+        self,
+        *,
+        bot: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        conversation: str | None = None,
+    ) -> list[Outcome]: ...
+
+    @abstractmethod
+    async def put_feedback(self, feedback: Feedback) -> None:
+        """Record a vote; it replaces any earlier vote on the same answer."""
+
+    @abstractmethod
+    async def feedback(
+        self,
+        *,
+        bot: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        conversation: str | None = None,
+    ) -> list[Feedback]:
+        """Votes matching the filters (`user` is the voter), oldest first."""
+
+    @abstractmethod
+    async def idle_conversations(self, *, bot: str, before: float) -> list[str]:
+        """The conversations of `bot` whose newest outcome is older than `before`."""
+
+
+class Erasure(ABC):
+    """Deleting what the store keeps about people, so that nothing of it is left."""
+
+    @abstractmethod
+    async def erase(
+        self, conversation: str, *, user: str | None = None, messages: Sequence[str] = ()
+    ) -> list[str]:
+        """Delete a conversation: without `user`, all of it (its turns, outcomes, feedback
+        and handoffs). With `user`, only that person's part of a conversation others
+        share: the turns of `messages` (their messages, and the answers to them), those
+        messages' outcomes and feedback, the votes `user` gave there, and the handoffs
+        `user` started. The ids of the handoffs deleted (a desk may keep its own copy)."""
+
+    @abstractmethod
+    async def erase_usage(self, *, user: str, bot: str | None = None) -> int:
+        """Take a user's name off the token ledger (of one bot, or all): their rows become
+        part of an anonymous row per day, bot and model (user and conversation ""), so the
+        totals and their cost stay right. How many rows named them."""
+
+
 class Feed:
     """Notices that a topic changed (a conversation got a turn, work is waiting): the
     reader then looks in the store. Stores that cannot notify other processes let
@@ -478,7 +549,17 @@ class Subscription:
         return notified
 
 
-class Store(ConversationStore, RecordStore, UsageLedger, RateCounter, Inbox, HandoffStore, Feed):
+class Store(
+    ConversationStore,
+    RecordStore,
+    UsageLedger,
+    RateCounter,
+    Inbox,
+    HandoffStore,
+    OutcomeLog,
+    Erasure,
+    Feed,
+):
     """One backend serving every interface."""
 
     def __init__(self, *, lease: float = DEFAULT_LEASE) -> None:
@@ -490,6 +571,36 @@ class Store(ConversationStore, RecordStore, UsageLedger, RateCounter, Inbox, Han
         if keeper is not None:
             await keeper.aclose()
         await self._stop_listening()
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """An `OutcomeLog` query's filters, as a test of one outcome or vote (for stores that
+    filter in Python)."""
+
+    bot: str | None = None
+    since: float | None = None
+    until: float | None = None
+    user: str | None = None
+    conversation: str | None = None
+
+    def __call__(self, item: Outcome | Feedback) -> bool:
+        return (
+            self.bot in (None, item.bot)
+            and self.user in (None, item.user)
+            and self.conversation in (None, item.conversation)
+            and (self.since is None or item.at >= self.since)
+            and (self.until is None or item.at < self.until)
+        )
+
+
+def in_order(items: list[T]) -> list[T]:
+    """Outcomes or votes oldest first (ties by conversation and message)."""
+    return sorted(items, key=_order)
+
+
+def _order(item: Outcome | Feedback) -> tuple[float, str, str]:
+    return (item.at, item.conversation, item.message_id)
 
 
 def gcra(

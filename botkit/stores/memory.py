@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from botkit.messages import Handoff, Turn
+from botkit.messages import Feedback, Handoff, Outcome, Turn
 from botkit.stores.base import (
     INBOX_TOPIC,
     InboxItem,
@@ -23,7 +23,9 @@ from botkit.stores.base import (
     Store,
     UsageRecord,
     UsageTotal,
+    Wanted,
     gcra,
+    in_order,
 )
 
 _DEDUPE_SECONDS = 24 * 3600.0
@@ -52,6 +54,9 @@ class MemoryStore(Store):
         self._inbox: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
         self._handoffs: dict[str, Handoff] = {}
+        # conversation → message id → its outcome, or the vote on its answer
+        self._outcomes: defaultdict[str, dict[str, Outcome]] = defaultdict(dict)
+        self._feedback: defaultdict[str, dict[str, Feedback]] = defaultdict(dict)
 
     async def recent(self, key: str, limit: int) -> list[Turn]:
         if limit <= 0 or key not in self._turns:
@@ -196,6 +201,91 @@ class MemoryStore(Store):
     async def handoffs_open(self, bot: str | None = None) -> list[Handoff]:
         found = [h for h in self._handoffs.values() if h.open and bot in (None, h.bot)]
         return sorted(found, key=lambda h: h.created)
+
+    async def add_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            self._outcomes[outcome.conversation][outcome.message_id] = outcome
+
+    async def outcomes(
+        self,
+        *,
+        bot: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        conversation: str | None = None,
+    ) -> list[Outcome]:
+        wanted = Wanted(bot, since, until, user, conversation)
+        found = [o for c in self._outcomes.values() for o in c.values() if wanted(o)]
+        return in_order(found)
+
+    async def put_feedback(self, feedback: Feedback) -> None:
+        self._feedback[feedback.conversation][feedback.message_id] = feedback
+
+    async def feedback(
+        self,
+        *,
+        bot: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        conversation: str | None = None,
+    ) -> list[Feedback]:
+        wanted = Wanted(bot, since, until, user, conversation)
+        found = [f for c in self._feedback.values() for f in c.values() if wanted(f)]
+        return in_order(found)
+
+    async def idle_conversations(self, *, bot: str, before: float) -> list[str]:
+        newest: dict[str, float] = {}
+        for conversation, outcomes in self._outcomes.items():
+            for o in outcomes.values():
+                if o.bot == bot:
+                    newest[conversation] = max(newest.get(conversation, 0.0), o.at)
+        return sorted(c for c, at in newest.items() if at < before)
+
+    async def erase(
+        self, conversation: str, *, user: str | None = None, messages: Sequence[str] = ()
+    ) -> list[str]:
+        if user is None:
+            self._turns.pop(conversation, None)
+            self._offsets.pop(conversation, None)
+            self._outcomes.pop(conversation, None)
+            self._feedback.pop(conversation, None)
+            gone = [i for i, h in self._handoffs.items() if h.conversation == conversation]
+        else:
+            ids = set(messages)
+            turns = self._turns.get(conversation, [])
+            kept = [t for t in turns if t.id not in ids and t.reply_to not in ids]
+            if len(kept) < len(turns):  # cursors count forgotten turns, as after a reset
+                self._turns[conversation] = kept
+                self._offsets[conversation] = (
+                    self._offsets.get(conversation, 0) + len(turns) - len(kept)
+                )
+            for message_id in ids:
+                self._outcomes.get(conversation, {}).pop(message_id, None)
+            votes = self._feedback.get(conversation, {})
+            for message_id in [m for m, f in votes.items() if m in ids or f.user == user]:
+                del votes[message_id]
+            gone = [
+                i
+                for i, h in self._handoffs.items()
+                if h.conversation == conversation and h.user_id == user
+            ]
+        for handoff_id in gone:
+            del self._handoffs[handoff_id]
+        return gone
+
+    async def erase_usage(self, *, user: str, bot: str | None = None) -> int:
+        if not user:  # "" is the anonymous row itself
+            return 0
+        named = [k for k in self._usage if k[2] == user and bot in (None, k[1])]
+        for key in named:
+            day, bot_, _, _, model = key
+            prompt, completion = self._usage.pop(key)
+            anonymous = self._usage[(day, bot_, "", "", model)]
+            anonymous[0] += prompt
+            anonymous[1] += completion
+        return len(named)
 
 
 def _expired(expires: float | None) -> bool:

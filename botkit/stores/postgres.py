@@ -15,6 +15,8 @@ so they sit beside an application's own:
     botkit_rates          a GCRA's theoretical arrival time per key
     botkit_inbox          accepted work; finished items with a dedupe key are kept a day
     botkit_handoffs       handoffs; a partial unique index keeps one open per conversation
+    botkit_outcomes       what became of each customer message (kind, FAQ score, time, cost)
+    botkit_feedback       customers' votes on answers, one per answer
 
 Every change is one statement, so it is atomic without a transaction held across
 round trips. Times are the database's clock: workers on several machines then agree
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -43,7 +46,7 @@ import asyncpg
 import orjson
 
 from botkit.errors import StoreError
-from botkit.messages import Handoff, Turn
+from botkit.messages import Feedback, Handoff, Outcome, Turn
 from botkit.stores.base import (
     DEFAULT_LEASE,
     InboxItem,
@@ -146,6 +149,45 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE state <> 'resolved';
     CREATE INDEX botkit_handoffs_by_desk ON botkit_handoffs (desk_ref, created);
     """,
+    # 2: what became of each message and customers' votes, for reports, transcripts and
+    # erasing one person's data; handoffs found by conversation, to erase them too
+    """
+    CREATE TABLE botkit_outcomes (
+        bot text NOT NULL,
+        channel text NOT NULL,
+        conversation text NOT NULL,
+        "user" text NOT NULL,
+        message_id text NOT NULL,
+        at double precision NOT NULL,
+        kind text NOT NULL,
+        question text NOT NULL,
+        faq text,
+        faq_score double precision,
+        seconds double precision NOT NULL,
+        prompt_tokens integer NOT NULL,
+        completion_tokens integer NOT NULL,
+        model text,
+        cost double precision,
+        error text,
+        PRIMARY KEY (conversation, message_id)
+    );
+    CREATE INDEX botkit_outcomes_by_time ON botkit_outcomes (bot, at);
+    CREATE INDEX botkit_outcomes_by_user ON botkit_outcomes ("user");
+    CREATE TABLE botkit_feedback (
+        bot text NOT NULL,
+        channel text NOT NULL,
+        conversation text NOT NULL,
+        message_id text NOT NULL,
+        "user" text NOT NULL,
+        score smallint NOT NULL,
+        comment text,
+        at double precision NOT NULL,
+        PRIMARY KEY (conversation, message_id)
+    );
+    CREATE INDEX botkit_feedback_by_time ON botkit_feedback (bot, at);
+    CREATE INDEX botkit_feedback_by_user ON botkit_feedback ("user");
+    CREATE INDEX botkit_handoffs_by_conversation ON botkit_handoffs (conversation);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -198,6 +240,76 @@ WITH taken AS (
     RETURNING r.tat
 )
 SELECT (SELECT tat FROM taken), (SELECT tat FROM botkit_rates WHERE key = $1), {_EPOCH}
+"""
+_OUTCOME_FIELDS = tuple(f.name for f in dataclasses.fields(Outcome))
+_FEEDBACK_FIELDS = tuple(f.name for f in dataclasses.fields(Feedback))
+# The columns' types, in the order of the dataclasses' fields.
+_OUTCOME_TYPES = (
+    *("text", "text", "text", "text", "text", "float8", "text", "text", "text", "float8"),
+    *("float8", "int", "int", "text", "float8", "text"),
+)
+_FEEDBACK_TYPES = ("text", "text", "text", "text", "text", "smallint", "text", "float8")
+
+
+def _upsert(table: str, fields: tuple[str, ...], types: tuple[str, ...]) -> str:
+    """Insert rows given as one array per column; a row already there (same conversation
+    and message) is replaced."""
+    columns = ", ".join(f'"{f}"' for f in fields)
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
+    updates = ", ".join(f'"{f}" = excluded."{f}"' for f in fields)
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"
+        f" ON CONFLICT (conversation, message_id) DO UPDATE SET {updates}"
+    )
+
+
+_ADD_OUTCOMES = _upsert("botkit_outcomes", _OUTCOME_FIELDS, _OUTCOME_TYPES)
+_PUT_FEEDBACK = _upsert("botkit_feedback", _FEEDBACK_FIELDS, _FEEDBACK_TYPES)
+# One statement each, so an erasure is whole or not at all.
+_ERASE = """
+WITH turns AS (DELETE FROM botkit_turns WHERE conversation = $1),
+    numbers AS (DELETE FROM botkit_conversations WHERE key = $1),
+    votes AS (DELETE FROM botkit_feedback WHERE conversation = $1),
+    handoffs AS (DELETE FROM botkit_handoffs WHERE conversation = $1 RETURNING id),
+    outcomes AS (DELETE FROM botkit_outcomes WHERE conversation = $1)
+SELECT id FROM handoffs ORDER BY id COLLATE "C"
+"""
+_ERASE_PART = """
+WITH turns AS (
+        DELETE FROM botkit_turns WHERE conversation = $1
+        AND (message_id = ANY($2::text[]) OR reply_to = ANY($2::text[]))
+    ),
+    votes AS (
+        DELETE FROM botkit_feedback WHERE conversation = $1
+        AND (message_id = ANY($2::text[]) OR "user" = $3)
+    ),
+    handoffs AS (
+        DELETE FROM botkit_handoffs WHERE conversation = $1 AND data->>'user_id' = $3
+        RETURNING id
+    ),
+    outcomes AS (
+        DELETE FROM botkit_outcomes WHERE conversation = $1 AND message_id = ANY($2::text[])
+    )
+SELECT id FROM handoffs ORDER BY id COLLATE "C"
+"""
+# The user's rows are summed into the anonymous row of their day, bot and model; the
+# per-bot running totals never named them and stay.
+_ERASE_USAGE = """
+WITH gone AS (
+        DELETE FROM botkit_usage WHERE "user" = $1 AND ($2::text IS NULL OR bot = $2)
+        RETURNING day, bot, model, prompt_tokens, completion_tokens
+    ),
+    anonymous AS (
+        INSERT INTO botkit_usage AS u
+        SELECT day, bot, '', '', model, sum(prompt_tokens)::bigint,
+            sum(completion_tokens)::bigint
+        FROM gone GROUP BY day, bot, model
+        ON CONFLICT (day, bot, "user", conversation, model) DO UPDATE SET
+            prompt_tokens = u.prompt_tokens + excluded.prompt_tokens,
+            completion_tokens = u.completion_tokens + excluded.completion_tokens
+    ),
+    totals AS (DELETE FROM botkit_usage_user WHERE "user" = $1 AND ($2::text IS NULL OR bot = $2))
+SELECT count(*) FROM gone
 """
 _SWEEP = f"""
 WITH records AS (DELETE FROM botkit_records WHERE expires <= now()),
@@ -724,7 +836,8 @@ class PostgresStore(Store):
         # Only an item with a dedupe key is kept (a day, emptied), to recognise a re-delivery.
         await self._write(
             "WITH gone AS (DELETE FROM botkit_inbox WHERE id = $1 AND dedupe IS NULL)"
-            " UPDATE botkit_inbox SET done = true, payload = '{}', owner = NULL, expires = now()"
+            " UPDATE botkit_inbox SET done = true, payload = '{}', conversation = '', owner = NULL,"
+            " expires = now()"
             " WHERE id = $1 AND dedupe IS NOT NULL",
             int(item.id),
             retry=True,
@@ -813,6 +926,85 @@ class PostgresStore(Store):
             f"SELECT data, version FROM botkit_handoffs WHERE {where}", value, retry=True
         )
         return _handoff(rows[0]) if rows else None
+
+    # --- outcomes and feedback ------------------------------------------------------------
+
+    async def add_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        # One statement may not change a row twice: the last outcome of a message wins.
+        latest = {(o.conversation, o.message_id): o for o in outcomes}
+        if not latest:
+            return
+        rows = [_values(o) for _, o in sorted(latest.items())]
+        await self._write(_ADD_OUTCOMES, *_columns(rows, len(_OUTCOME_FIELDS)), retry=True)
+
+    async def outcomes(
+        self,
+        *,
+        bot: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        conversation: str | None = None,
+    ) -> list[Outcome]:
+        where, params = _filters(bot, since, until, user, conversation)
+        columns = ", ".join(f'"{f}"' for f in _OUTCOME_FIELDS)
+        rows = await self._fetch(
+            f"SELECT {columns} FROM botkit_outcomes{where}"
+            ' ORDER BY at, conversation COLLATE "C", message_id COLLATE "C"',
+            *params,
+            retry=True,
+        )
+        return [Outcome(**dict(row)) for row in rows]
+
+    async def put_feedback(self, feedback: Feedback) -> None:
+        row = _values(feedback)
+        await self._write(_PUT_FEEDBACK, *([value] for value in row), retry=True)
+
+    async def feedback(
+        self,
+        *,
+        bot: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        conversation: str | None = None,
+    ) -> list[Feedback]:
+        where, params = _filters(bot, since, until, user, conversation)
+        columns = ", ".join(f'"{f}"' for f in _FEEDBACK_FIELDS)
+        rows = await self._fetch(
+            f"SELECT {columns} FROM botkit_feedback{where}"
+            ' ORDER BY at, conversation COLLATE "C", message_id COLLATE "C"',
+            *params,
+            retry=True,
+        )
+        return [Feedback(**dict(row)) for row in rows]
+
+    async def idle_conversations(self, *, bot: str, before: float) -> list[str]:
+        rows = await self._fetch(
+            "SELECT conversation FROM botkit_outcomes WHERE bot = $1 GROUP BY conversation"
+            ' HAVING max(at) < $2 ORDER BY conversation COLLATE "C"',
+            bot,
+            before,
+            retry=True,
+        )
+        return [row[0] for row in rows]
+
+    # --- erasure -------------------------------------------------------------------------
+
+    async def erase(
+        self, conversation: str, *, user: str | None = None, messages: Sequence[str] = ()
+    ) -> list[str]:
+        if user is None:
+            rows = await self._write(_ERASE, conversation, retry=True)
+        else:
+            rows = await self._write(_ERASE_PART, conversation, list(messages), user, retry=True)
+        return [row[0] for row in rows]
+
+    async def erase_usage(self, *, user: str, bot: str | None = None) -> int:
+        if not user:  # "" is the anonymous row itself
+            return 0
+        rows = await self._write(_ERASE_USAGE, user, bot)
+        return int(rows[0][0])
 
     # --- the feed ----------------------------------------------------------------------
 
@@ -932,6 +1124,36 @@ def _scrub(err: BaseException, password: str | None) -> str:
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     """Rows as one list per column, for `unnest`."""
     return [[row[i] for row in rows] for i in range(width)]
+
+
+def _values(item: Outcome | Feedback) -> tuple[Any, ...]:
+    """A row's values; text cannot hold NUL, so a NUL in a question or comment shows as U+FFFD."""
+    return tuple(
+        v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in dataclasses.astuple(item)
+    )
+
+
+def _filters(
+    bot: str | None,
+    since: float | None,
+    until: float | None,
+    user: str | None,
+    conversation: str | None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its parameters) of an outcome or feedback query."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, operator, value in (
+        ("bot", "=", bot),
+        ("at", ">=", since),
+        ("at", "<", until),
+        ('"user"', "=", user),
+        ("conversation", "=", conversation),
+    ):
+        if value is not None:
+            params.append(value)
+            clauses.append(f"{column} {operator} ${len(params)}")
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 def _turn(row: Any) -> Turn:

@@ -11,7 +11,13 @@
     P:ready:{channel}             a stream of items for any worker of the channel
     P:dedupe:{key}                what the inbox has seen, for a day
     P:handoff:{id}                a handoff (JSON); P:handoff-open:{conversation} and
-                                  P:handoff-desk:{ref} point at it; P:handoffs orders the open
+                                  P:handoff-desk:{ref} point at it; P:handoffs orders the open;
+                                  P:handoffs-of:{conversation} holds every one's id
+    P:outcome:{conversation}      a hash: message id → what became of the message (JSON)
+    P:feedback:{conversation}     a hash: message id → the vote on its answer (JSON)
+    P:outcomes:{bot}, P:votes:{bot}  sorted by time: "{conversation}\\x1f{message id}"
+    P:active:{bot}                conversations by the time of their newest outcome
+    P:user:{user}                 the conversations a user wrote or voted in
     P:feed                        the pub/sub channel of change notices
 
 P is the prefix (`botkit` unless set), so several deployments can share a server.
@@ -34,7 +40,7 @@ from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError, ResponseError
 
 from botkit.errors import StoreError
-from botkit.messages import Handoff, Turn
+from botkit.messages import Feedback, Handoff, Outcome, Turn
 from botkit.stores.base import (
     DEFAULT_LEASE,
     INBOX_TOPIC,
@@ -44,6 +50,8 @@ from botkit.stores.base import (
     Store,
     UsageRecord,
     UsageTotal,
+    Wanted,
+    in_order,
 )
 
 logger = logging.getLogger(__name__)
@@ -111,7 +119,78 @@ if existing then return existing end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
 return ARGV[1]
+"""
+# Erasing a conversation (ARGV[3] empty), or one user's part of it (ARGV[3], and their
+# message ids from ARGV[4] on), with everything that points at what goes, in one script.
+# KEYS: turns, turns-offset, outcome hash, feedback hash, handoffs-of, open handoffs.
+_ERASE = """
+local p, c, u = ARGV[1], ARGV[2], ARGV[3]
+local whole = u == ''
+local ids = {}
+for i = 4, #ARGV do ids[ARGV[i]] = true end
+local function mine(id) return type(id) == 'string' and ids[id] end
+local function member(id) return c .. '\\31' .. id end
+if whole then
+    redis.call('DEL', KEYS[1], KEYS[2])
+else
+    local turns = redis.call('LRANGE', KEYS[1], 0, -1)
+    local kept = {}
+    for _, raw in ipairs(turns) do
+        local t = cjson.decode(raw)
+        if not (mine(t[5]) or mine(t[6])) then table.insert(kept, raw) end
+    end
+    if #kept < #turns then
+        redis.call('DEL', KEYS[1])
+        for i = 1, #kept, 1000 do
+            redis.call('RPUSH', KEYS[1], unpack(kept, i, math.min(i + 999, #kept)))
+        end
+        -- counted as forgotten, as a reset counts them, so cursors stay valid
+        redis.call('INCRBY', KEYS[2], #turns - #kept)
+    end
+end
+local erased = {}
+local outcomes = redis.call('HGETALL', KEYS[3])
+for i = 1, #outcomes, 2 do
+    local o = cjson.decode(outcomes[i + 1])
+    if whole or mine(outcomes[i]) then
+        redis.call('HDEL', KEYS[3], outcomes[i])
+        redis.call('ZREM', p .. ':outcomes:' .. o['bot'], member(outcomes[i]))
+        if whole then
+            redis.call('ZREM', p .. ':active:' .. o['bot'], c)
+            redis.call('SREM', p .. ':user:' .. o['user'], c)
+        end
+    end
+end
+local votes = redis.call('HGETALL', KEYS[4])
+for i = 1, #votes, 2 do
+    local f = cjson.decode(votes[i + 1])
+    if whole or mine(votes[i]) or f['user'] == u then
+        redis.call('HDEL', KEYS[4], votes[i])
+        redis.call('ZREM', p .. ':votes:' .. f['bot'], member(votes[i]))
+        if whole then redis.call('SREM', p .. ':user:' .. f['user'], c) end
+    end
+end
+if not whole then redis.call('SREM', p .. ':user:' .. u, c) end
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+    local key = p .. ':handoff:' .. id
+    local raw = redis.call('GET', key)
+    local h = raw and cjson.decode(raw)
+    if whole or (h and h['user_id'] == u) then
+        if h and type(h['desk_ref']) == 'string' then
+            local desk = p .. ':handoff-desk:' .. h['desk_ref']
+            if redis.call('GET', desk) == id then redis.call('DEL', desk) end
+        end
+        local open = p .. ':handoff-open:' .. c
+        if redis.call('GET', open) == id then redis.call('DEL', open) end
+        redis.call('DEL', key)
+        redis.call('ZREM', KEYS[6], id)
+        redis.call('SREM', KEYS[5], id)
+        table.insert(erased, id)
+    end
+end
+return erased
 """
 _HANDOFF_UPDATE = """
 local raw = redis.call('GET', KEYS[1])
@@ -152,6 +231,7 @@ class RedisStore(Store):
         self._renew = client.register_script(_RENEW_ITEMS)
         self._handoff_open = client.register_script(_HANDOFF_OPEN)
         self._handoff_update = client.register_script(_HANDOFF_UPDATE)
+        self._erase = client.register_script(_ERASE)
 
     @classmethod
     async def open(
@@ -503,6 +583,7 @@ class RedisStore(Store):
                     self._key("handoff-open", handoff.conversation),
                     self._key("handoff", handoff.id),
                     self._key("handoffs"),
+                    self._key("handoffs-of", handoff.conversation),
                 ],
                 args=[handoff.id, orjson.dumps(handoff.to_json()), handoff.created],
             )
@@ -566,6 +647,163 @@ class RedisStore(Store):
         handoffs = [Handoff.from_json(orjson.loads(raw)) for raw in raws if raw is not None]
         return [h for h in handoffs if h.open and bot in (None, h.bot)]
 
+    # --- outcomes and feedback ------------------------------------------------------------
+
+    async def add_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for o in outcomes:
+                    pipe.hset(self._key("outcome", o.conversation), o.message_id, _json(o))
+                    pipe.zadd(self._key("outcomes", o.bot), {_member(o): o.at})
+                    pipe.zadd(self._key("active", o.bot), {o.conversation: o.at}, gt=True)
+                    pipe.sadd(self._key("user", o.user), o.conversation)
+                await pipe.execute()
+        except RedisError as err:
+            raise self._error(err) from err
+
+    async def outcomes(
+        self,
+        *,
+        bot: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        conversation: str | None = None,
+    ) -> list[Outcome]:
+        wanted = Wanted(bot, since, until, user, conversation)
+        raws = await self._logged("outcome", "outcomes", wanted)
+        found = [Outcome.from_json(orjson.loads(raw)) for raw in raws]
+        return in_order([o for o in found if wanted(o)])
+
+    async def put_feedback(self, feedback: Feedback) -> None:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                hash_key = self._key("feedback", feedback.conversation)
+                pipe.hset(hash_key, feedback.message_id, _json(feedback))
+                pipe.zadd(self._key("votes", feedback.bot), {_member(feedback): feedback.at})
+                pipe.sadd(self._key("user", feedback.user), feedback.conversation)
+                await pipe.execute()
+        except RedisError as err:
+            raise self._error(err) from err
+
+    async def feedback(
+        self,
+        *,
+        bot: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        conversation: str | None = None,
+    ) -> list[Feedback]:
+        wanted = Wanted(bot, since, until, user, conversation)
+        raws = await self._logged("feedback", "votes", wanted)
+        found = [Feedback.from_json(orjson.loads(raw)) for raw in raws]
+        return in_order([f for f in found if wanted(f)])
+
+    async def _logged(self, kind: str, index: str, wanted: Wanted) -> list[bytes]:
+        """The JSON of the outcomes (or votes) a query may want, read the cheapest way its
+        filters allow: one conversation's hash, a user's conversations, or a bot's time
+        index. The caller filters them exactly."""
+        bot, since, until = wanted.bot, wanted.since, wanted.until
+        try:
+            if wanted.conversation is not None or wanted.user is not None:
+                if wanted.conversation is not None:
+                    conversations = [wanted.conversation]
+                else:
+                    members = await self._redis.smembers(self._key("user", str(wanted.user)))
+                    conversations = sorted(_text(m) for m in members)
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for c in conversations:
+                        pipe.hvals(self._key(kind, c))
+                    values: list[list[bytes]] = await pipe.execute()
+                return [raw for hash_values in values for raw in hash_values]
+            if bot is not None:
+                indexes = [self._key(index, bot)]
+            else:
+                pattern = self._key(index, "*")
+                indexes = [_text(k) async for k in self._redis.scan_iter(match=pattern)]
+            low = "-inf" if since is None else repr(since)
+            high = "+inf" if until is None else f"({until!r}"
+            by_conversation: defaultdict[str, list[str]] = defaultdict(list)
+            for key in indexes:
+                for member in await self._redis.zrangebyscore(key, low, high):
+                    c, _, message_id = _text(member).rpartition("\x1f")
+                    by_conversation[c].append(message_id)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for c, message_ids in by_conversation.items():
+                    pipe.hmget(self._key(kind, c), message_ids)
+                found: list[list[bytes | None]] = await pipe.execute()
+        except RedisError as err:
+            raise self._error(err) from err
+        return [raw for raws in found for raw in raws if raw is not None]
+
+    async def idle_conversations(self, *, bot: str, before: float) -> list[str]:
+        try:
+            members = await self._redis.zrangebyscore(
+                self._key("active", bot), "-inf", f"({before!r}"
+            )
+        except RedisError as err:
+            raise self._error(err) from err
+        return sorted(_text(m) for m in members)
+
+    # --- erasure -------------------------------------------------------------------------
+
+    async def erase(
+        self, conversation: str, *, user: str | None = None, messages: Sequence[str] = ()
+    ) -> list[str]:
+        keys = [
+            self._key("turns", conversation),
+            self._key("turns-offset", conversation),
+            self._key("outcome", conversation),
+            self._key("feedback", conversation),
+            self._key("handoffs-of", conversation),
+            self._key("handoffs"),
+        ]
+        try:
+            # A user id is never empty (channels always know who wrote), so "" means all.
+            erased = await self._erase(
+                keys=keys, args=[self.prefix, conversation, user or "", *messages]
+            )
+        except RedisError as err:
+            raise self._error(err) from err
+        return sorted(_text(handoff_id) for handoff_id in erased)
+
+    async def erase_usage(self, *, user: str, bot: str | None = None) -> int:
+        if not user:  # "" is the anonymous row itself
+            return 0
+        named = 0
+        try:
+            async for raw_key in self._redis.scan_iter(match=self._key("usage", "*"), count=500):
+                key = _text(raw_key)
+                fields = await self._redis.hgetall(key)
+                moved: defaultdict[str, int] = defaultdict(int)
+                gone = []
+                for raw_field, value in fields.items():
+                    field = _text(raw_field)
+                    owner = _usage_owner(field)
+                    if owner is None or owner[1] != user or bot not in (None, owner[0]):
+                        continue
+                    model, kind = field.rsplit("|", 2)[1:]
+                    moved[f"{owner[0]}|||{model}|{kind}"] += int(value)
+                    gone.append(field)
+                if gone:
+                    named += len(gone) // 2  # a row is two fields: its prompt and completion
+                    async with self._redis.pipeline(transaction=True) as pipe:
+                        for field, tokens in moved.items():
+                            pipe.hincrby(key, field, tokens)
+                        pipe.hdel(key, *gone)
+                        await pipe.execute()
+            async for raw_key in self._redis.scan_iter(match=self._key("used", "*"), count=500):
+                # used:{day}:{bot}:{user}; used:{day}:{bot} is the bot's total and stays
+                parts = _text(raw_key)[len(self._key("used", "")) :].split(":", 2)
+                if len(parts) == 3 and parts[2] == user and bot in (None, parts[1]):
+                    await self._redis.delete(raw_key)
+        except RedisError as err:
+            raise self._error(err) from err
+        return named
+
     # --- the feed ----------------------------------------------------------------------
 
     async def _publish_remote(self, topic: str) -> None:
@@ -599,6 +837,27 @@ class RedisStore(Store):
 
     def _error(self, err: RedisError) -> StoreError:
         return StoreError(f"Redis store at {self._where}: {err}")
+
+
+def _json(item: Outcome | Feedback) -> bytes:
+    return orjson.dumps(item.to_json())
+
+
+def _member(item: Outcome | Feedback) -> str:
+    """An outcome's (or a vote's) entry in its bot's time index."""
+    return f"{item.conversation}\x1f{item.message_id}"
+
+
+def _usage_owner(field: str) -> tuple[str, str] | None:
+    """The bot and user of a usage field "bot|user|conversation|model|p"; None for the
+    anonymous row. User ids may hold "|": the conversation, which starts with the bot's
+    name and a slash, marks where a user id ends."""
+    bot, _, rest = field.partition("|")
+    head = rest.rsplit("|", 2)[0]  # user|conversation
+    user, separator, _ = head.rpartition(f"|{bot}/")
+    if not separator or not user:
+        return None
+    return bot, user
 
 
 def _item_id(kind: str, channel: str, entry: bytes | str) -> str:

@@ -13,6 +13,7 @@ so readers look again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 import sqlite3
@@ -25,7 +26,7 @@ from typing import Any
 import aiosqlite
 
 from botkit.errors import StoreError
-from botkit.messages import Handoff, Turn
+from botkit.messages import Feedback, Handoff, Outcome, Turn
 from botkit.stores.base import (
     DEFAULT_LEASE,
     INBOX_TOPIC,
@@ -112,6 +113,45 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX handoffs_open ON handoffs (conversation) WHERE state != 'resolved';
     CREATE INDEX handoffs_by_desk ON handoffs (desk_ref);
     """,
+    # 3: what became of each message and customers' votes, for reports, transcripts and
+    # erasing one person's data; handoffs found by conversation, to erase them too
+    """
+    CREATE TABLE outcomes (
+        bot TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        user TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        question TEXT NOT NULL,
+        faq TEXT,
+        faq_score REAL,
+        seconds REAL NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        model TEXT,
+        cost REAL,
+        error TEXT,
+        PRIMARY KEY (conversation, message_id)
+    );
+    CREATE INDEX outcomes_by_time ON outcomes (bot, at);
+    CREATE INDEX outcomes_by_user ON outcomes (user);
+    CREATE TABLE feedback (
+        bot TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        user TEXT NOT NULL,
+        score INTEGER NOT NULL,
+        comment TEXT,
+        at REAL NOT NULL,
+        PRIMARY KEY (conversation, message_id)
+    );
+    CREATE INDEX feedback_by_time ON feedback (bot, at);
+    CREATE INDEX feedback_by_user ON feedback (user);
+    CREATE INDEX handoffs_by_conversation ON handoffs (conversation);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -120,6 +160,10 @@ _SWEEP_EVERY = 1000
 _DONE_KEPT = 24 * 3600.0
 """Finished inbox items are kept this long, so a platform's re-delivery is recognised."""
 _TURN_COLUMNS = "role, content, at, tokens, message_id, reply_to, kind, name"
+_OUTCOME_FIELDS = tuple(f.name for f in dataclasses.fields(Outcome))
+_FEEDBACK_FIELDS = tuple(f.name for f in dataclasses.fields(Feedback))
+_OUTCOME_COLUMNS = ", ".join(_OUTCOME_FIELDS)
+_FEEDBACK_COLUMNS = ", ".join(_FEEDBACK_FIELDS)
 
 
 @cache
@@ -428,7 +472,9 @@ class SqliteStore(Store):
     async def inbox_done(self, item: InboxItem) -> None:
         self._release(item)
         await self._write(
-            "UPDATE inbox SET done = 1, payload = '{}', owner = NULL, expires = ? WHERE id = ?",
+            # Kept a day for its dedupe key alone: nothing of the message, nor whose it was.
+            "UPDATE inbox SET done = 1, payload = '{}', conversation = '', owner = NULL,"
+            " expires = ? WHERE id = ?",
             (time.time(), int(item.id)),
         )
 
@@ -494,6 +540,118 @@ class SqliteStore(Store):
         rows = await self._rows(f"SELECT data, version FROM handoffs WHERE {where}", (value,))
         return _handoff(rows[0]) if rows else None
 
+    # --- outcomes and feedback ------------------------------------------------------------
+
+    async def add_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
+        marks = ", ".join("?" * len(_OUTCOME_FIELDS))
+        rows = [dataclasses.astuple(o) for o in outcomes]
+        try:
+            await self._db.executemany(
+                f"INSERT OR REPLACE INTO outcomes ({_OUTCOME_COLUMNS}) VALUES ({marks})", rows
+            )
+        except sqlite3.Error as err:
+            raise self._error(err) from err
+
+    async def outcomes(
+        self,
+        *,
+        bot: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        conversation: str | None = None,
+    ) -> list[Outcome]:
+        where, params = _filters(bot, since, until, user, conversation)
+        rows = await self._rows(
+            f"SELECT {_OUTCOME_COLUMNS} FROM outcomes{where} ORDER BY at, conversation, message_id",
+            params,
+        )
+        return [Outcome(**dict(zip(_OUTCOME_FIELDS, row, strict=True))) for row in rows]
+
+    async def put_feedback(self, feedback: Feedback) -> None:
+        marks = ", ".join("?" * len(_FEEDBACK_FIELDS))
+        await self._write(
+            f"INSERT OR REPLACE INTO feedback ({_FEEDBACK_COLUMNS}) VALUES ({marks})",
+            dataclasses.astuple(feedback),
+        )
+
+    async def feedback(
+        self,
+        *,
+        bot: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        user: str | None = None,
+        conversation: str | None = None,
+    ) -> list[Feedback]:
+        where, params = _filters(bot, since, until, user, conversation)
+        rows = await self._rows(
+            f"SELECT {_FEEDBACK_COLUMNS} FROM feedback{where}"
+            " ORDER BY at, conversation, message_id",
+            params,
+        )
+        return [Feedback(**dict(zip(_FEEDBACK_FIELDS, row, strict=True))) for row in rows]
+
+    async def idle_conversations(self, *, bot: str, before: float) -> list[str]:
+        rows = await self._rows(
+            "SELECT conversation FROM outcomes WHERE bot = ? GROUP BY conversation"
+            " HAVING max(at) < ? ORDER BY conversation",
+            (bot, before),
+        )
+        return [row[0] for row in rows]
+
+    # --- erasure -------------------------------------------------------------------------
+
+    async def erase(
+        self, conversation: str, *, user: str | None = None, messages: Sequence[str] = ()
+    ) -> list[str]:
+        # The outcomes go last: they are how `forget` finds a conversation, so one that a
+        # failure left half erased is found, and finished, the next time.
+        if user is None:
+            await self._write("DELETE FROM turns WHERE conversation = ?", (conversation,))
+            await self._write("DELETE FROM feedback WHERE conversation = ?", (conversation,))
+            handoffs = await self._write(
+                "DELETE FROM handoffs WHERE conversation = ? RETURNING id", (conversation,)
+            )
+            await self._write("DELETE FROM outcomes WHERE conversation = ?", (conversation,))
+            return sorted(row[0] for row in handoffs)
+        ids = json.dumps(list(messages))
+        mine = "(SELECT value FROM json_each(?))"
+        await self._write(
+            f"DELETE FROM turns WHERE conversation = ? AND (message_id IN {mine}"
+            f" OR reply_to IN {mine})",
+            (conversation, ids, ids),
+        )
+        await self._write(
+            f"DELETE FROM feedback WHERE conversation = ? AND (message_id IN {mine} OR user = ?)",
+            (conversation, ids, user),
+        )
+        handoffs = await self._write(
+            "DELETE FROM handoffs WHERE conversation = ? AND json_extract(data, '$.user_id') = ?"
+            " RETURNING id",
+            (conversation, user),
+        )
+        await self._write(
+            f"DELETE FROM outcomes WHERE conversation = ? AND message_id IN {mine}",
+            (conversation, ids),
+        )
+        return sorted(row[0] for row in handoffs)
+
+    async def erase_usage(self, *, user: str, bot: str | None = None) -> int:
+        if not user:  # "" is the anonymous row itself
+            return 0
+        rows = await self._write(
+            "DELETE FROM usage WHERE user = ? AND (? IS NULL OR bot = ?)"
+            " RETURNING day, bot, model, prompt_tokens, completion_tokens",
+            (user, bot, bot),
+        )
+        await self.add_usage(
+            [UsageRecord(day, bot_, "", "", model, p, c) for day, bot_, model, p, c in rows]
+        )
+        return len(rows)
+
     # --- statements --------------------------------------------------------------------
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -532,6 +690,29 @@ class SqliteStore(Store):
         elif isinstance(err, sqlite3.DatabaseError) and "not a database" in reason:
             reason = "the file is not an SQLite database (corrupt, or another kind of file)"
         return StoreError(f"SQLite store {self.path}: {reason}")
+
+
+def _filters(
+    bot: str | None,
+    since: float | None,
+    until: float | None,
+    user: str | None,
+    conversation: str | None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its parameters) of an outcome or feedback query."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for clause, value in (
+        ("bot = ?", bot),
+        ("at >= ?", since),
+        ("at < ?", until),
+        ("user = ?", user),
+        ("conversation = ?", conversation),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 def _handoff_row(handoff: Handoff) -> tuple[Any, ...]:

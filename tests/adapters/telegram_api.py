@@ -16,7 +16,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from botkit.adapters.telegram import TelegramChannel, Timing
 from botkit.app import BotApp
+from botkit.handoff import Desk
 from botkit.home import BotDefinition
 from botkit.llm.base import Completion, Responder
 from botkit.prompting.composer import Prompt
@@ -82,6 +83,19 @@ class Shown:
     parse_mode: str | None
     quote: int | None
     edits: list[float] = field(default_factory=list)
+    buttons: dict[str, Any] | None = None  # the inline keyboard under it (reply_markup)
+
+    def labels(self) -> list[list[str]]:
+        """The buttons' labels, row by row."""
+        rows = (self.buttons or {}).get("inline_keyboard", [])
+        return [[button["text"] for button in row] for row in rows]
+
+    def button(self, label: str) -> dict[str, Any]:
+        """The button whose label starts with `label`."""
+        rows = (self.buttons or {}).get("inline_keyboard", [])
+        found = [b for row in rows for b in row if b["text"].startswith(label)]
+        assert found, f"no button {label!r} under {self.text!r}: {self.labels()}"
+        return dict(found[0])
 
 
 def visible_text(text: str, parse_mode: str | None) -> str:
@@ -142,6 +156,7 @@ class FakeBotAPI:
         self.failures: list[Failure] = []
         self.webhook: tuple[str, str | None] | None = None  # url, secret
         self.commands: list[dict[str, Any]] = []
+        self.answered: dict[str, str | None] = {}  # callback query id → the text shown
         self._pending: list[dict[str, Any]] = []
         self._allowed: list[str] | None = None
         self._arrived = asyncio.Event()
@@ -260,6 +275,7 @@ class FakeBotAPI:
         shown = _checked(text, parse_mode)
         quote = (params.get("reply_parameters") or {}).get("message_id")
         message = Shown(chat_id, next(self._message_ids), shown, text, parse_mode, quote)
+        message.buttons = params.get("reply_markup")
         self.messages.append(message)
         return _message_json(message)
 
@@ -272,11 +288,35 @@ class FakeBotAPI:
         else:
             raise ValueError("Bad Request: message to edit not found")
         shown = _checked(text, parse_mode)
-        if shown == message.text and (text, parse_mode) == (message.sent, message.parse_mode):
+        buttons = params.get("reply_markup")  # an edit without one removes the keyboard
+        unchanged = (text, parse_mode) == (message.sent, message.parse_mode)
+        if shown == message.text and unchanged and buttons == message.buttons:
             raise ValueError(NOT_MODIFIED)
         message.text, message.sent, message.parse_mode = shown, text, parse_mode
+        message.buttons = buttons
         message.edits.append(time.monotonic())
         return _message_json(message)
+
+    async def _editMessageReplyMarkup(self, params: dict[str, Any]) -> Any:
+        message = self._find(int(params["chat_id"]), int(params["message_id"]))
+        buttons = params.get("reply_markup")
+        if buttons == message.buttons:
+            raise ValueError(NOT_MODIFIED)
+        message.buttons = buttons
+        return _message_json(message)
+
+    async def _answerCallbackQuery(self, params: dict[str, Any]) -> Any:
+        query_id = str(params["callback_query_id"])
+        if query_id in self.answered:
+            raise ValueError("Bad Request: query is too old and response timeout expired")
+        self.answered[query_id] = params.get("text")
+        return True
+
+    def _find(self, chat_id: int, message_id: int) -> Shown:
+        for message in self.messages:
+            if (message.chat_id, message.message_id) == (chat_id, message_id):
+                return message
+        raise ValueError("Bad Request: message to edit not found")
 
     async def _sendChatAction(self, params: dict[str, Any]) -> Any:
         return True
@@ -316,13 +356,16 @@ def _kind(update: dict[str, Any]) -> str:
 
 def _message_json(message: Shown) -> dict[str, Any]:
     chat_type = "private" if message.chat_id > 0 else "supergroup"
-    return {
+    data: dict[str, Any] = {
         "message_id": message.message_id,
         "date": int(time.time()),
         "chat": {"id": message.chat_id, "type": chat_type},
         "from": BOT_USER,
         "text": message.text,
     }
+    if message.buttons:
+        data["reply_markup"] = message.buttons
+    return data
 
 
 def _error(status: int, description: str, retry_after: int | None = None) -> JSONResponse:
@@ -409,6 +452,31 @@ def sticker_update(**options: Any) -> dict[str, Any]:
     return message_update(sticker=sticker, **options)
 
 
+_callback_ids = itertools.count(1)
+
+
+def click(
+    shown: Shown,
+    label: str,
+    *,
+    sender: dict[str, Any] | None = None,
+    asked: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The update Telegram sends when a user clicks a button under one of the bot's
+    messages; `asked` is the user's message the bot's answer quotes (in groups)."""
+    message = _message_json(shown)
+    if asked is not None:
+        message["reply_to_message"] = asked
+    query = {
+        "id": str(next(_callback_ids)),
+        "from": sender or user(),
+        "message": message,
+        "chat_instance": f"ci{shown.chat_id}",
+        "data": shown.button(label)["callback_data"],
+    }
+    return {"update_id": next(_update_ids), "callback_query": query}
+
+
 def bot_message(shown: Shown) -> dict[str, Any]:
     """The bot's message, as a reply_to_message in a user's update."""
     return _message_json(shown)
@@ -451,9 +519,10 @@ async def running(
     responder: Responder | None = None,
     webhook_url: str | None = None,
     timing: Timing = FAST,
+    desks: Mapping[str, Desk] | None = None,
 ) -> AsyncIterator[tuple[TelegramChannel, BotApp]]:
     """The bot on its Telegram channel, talking to `api`, until the block ends."""
-    async with BotApp(settings=telegram_settings(api), bots=[bot]) as app:
+    async with BotApp(settings=telegram_settings(api), bots=[bot], desks=desks) as app:
         if responder is not None:
             app.pipelines[bot.name].responder = responder
         channel = TelegramChannel(app, webhook_url=webhook_url, timing=timing)

@@ -55,3 +55,9 @@ async def test_a_failing_stream_raises_after_the_reader_stops() -> None:
 
     with pytest.raises(ConnectionError):
         await stream_reply(Screen(), broken(), interval=0.0)
+
+
+async def test_without_streaming_the_whole_text_is_shown_once() -> None:
+    screen = Screen()
+    text = await stream_reply(screen, deltas(["Hello", ", world"], 0.01), interval=None)
+    assert text == "Hello, world" and screen.shown == [("Hello, world", True)]

@@ -241,7 +241,7 @@ async def test_a_private_question_is_answered_from_the_faq(
     assert answer.text == OPEN and answer.quote is None
     assert [c["command"] for c in api.commands] == ["start", "help", "reset"]
     assert api.called("deleteWebhook")  # polling makes sure no webhook is set
-    assert api.called("getUpdates")[0].params["allowed_updates"] == ["message"]
+    assert api.called("getUpdates")[0].params["allowed_updates"] == ["message", "callback_query"]
 
 
 async def test_a_group_answers_only_when_mentioned_and_quotes_the_question(

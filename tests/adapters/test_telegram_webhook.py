@@ -70,7 +70,10 @@ async def test_webhook_mode_registers_the_webhook_and_answers(
         assert url.endswith("/telegram/shop")
         url, secret = api.webhook or ("", None)
         assert secret is not None and len(secret) >= 32
-        assert api.called("setWebhook")[0].params["allowed_updates"] == ["message"]
+        assert api.called("setWebhook")[0].params["allowed_updates"] == [
+            "message",
+            "callback_query",
+        ]
         response = await api.deliver(text_update("When are you open?"))
         assert response.status_code == 200
         await api.until(lambda: api.chat(PRIVATE_CHAT))

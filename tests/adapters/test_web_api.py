@@ -414,7 +414,11 @@ async def test_metrics_are_per_app(shop: BotDefinition) -> None:
         BotApp(settings=settings, bots=[shop]) as second,
     ):
         assert first.metrics.registry is not second.metrics.registry
-        assert first.pipelines["shop"].listeners == [first.metrics.observe]
+        # Each app's pipelines feed its own metrics (and its own outcome recorder).
+        assert first.pipelines["shop"].listeners == [
+            first.metrics.observe,
+            first.outcomes.observe,
+        ]
 
 
 @pytest.mark.parametrize("desk", [None, "webhook"])

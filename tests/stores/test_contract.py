@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from botkit.messages import Handoff, Turn
+from botkit.messages import Feedback, Handoff, Outcome, Turn
 from botkit.stores import ConversationStore, Store
 from botkit.stores.base import UsageRecord, UsageTotal
 
@@ -314,3 +314,179 @@ async def test_a_publish_wakes_a_subscriber(store: Store) -> None:
         assert await subscription.wait(0.05) is False
         await store.publish("session:1")
         assert await subscription.wait(5) is True
+
+
+# --- outcomes, feedback and erasure ------------------------------------------------------
+
+
+def outcome(
+    conversation: str = "shop/telegram/1", message_id: str = "m1", **fields: object
+) -> Outcome:
+    values: dict[str, object] = {
+        "bot": "shop",
+        "channel": "telegram",
+        "conversation": conversation,
+        "user": "u-1",
+        "message_id": message_id,
+        "at": 1_000.0,
+        "kind": "model",
+        "question": f"question {message_id}",
+    }
+    return Outcome(**(values | fields))  # type: ignore[arg-type]
+
+
+def vote(
+    conversation: str = "shop/telegram/1", message_id: str = "m1", **fields: object
+) -> Feedback:
+    values: dict[str, object] = {
+        "bot": "shop",
+        "channel": "telegram",
+        "conversation": conversation,
+        "message_id": message_id,
+        "user": "u-1",
+        "score": 1,
+        "at": 1_000.0,
+    }
+    return Feedback(**(values | fields))  # type: ignore[arg-type]
+
+
+async def test_outcomes_round_trip_and_filter(store: Store) -> None:
+    first = outcome(
+        faq="faq/hours.md",
+        faq_score=0.61,
+        seconds=1.25,
+        prompt_tokens=120,
+        completion_tokens=30,
+        model="gpt-4o-mini",
+        cost=0.0000432,
+        error="RateLimitError",
+        question='Grüße 👋 "quotes"',
+    )
+    later = outcome(message_id="m2", at=2_000.0, kind="fallback")
+    other_user = outcome("shop/telegram/2", "m1", user="u-10", at=1_500.0, kind="handoff")
+    other_bot = outcome("help/web/s", "x", bot="help", channel="web", at=1_200.0)
+    await store.add_outcomes([later, first])
+    await store.add_outcomes([other_user, other_bot])
+    assert await store.outcomes() == [first, other_bot, other_user, later]
+    assert await store.outcomes(bot="shop") == [first, other_user, later]
+    assert await store.outcomes(since=1_200.0, until=2_000.0) == [other_bot, other_user]
+    assert await store.outcomes(user="u-1") == [first, other_bot, later]
+    assert await store.outcomes(user="u-1", bot="shop", since=1_500.0) == [later]
+    assert await store.outcomes(conversation="shop/telegram/2") == [other_user]
+    assert await store.outcomes(user="u-") == []
+
+
+async def test_a_messages_outcome_is_replaced_not_added(store: Store) -> None:
+    await store.add_outcomes([outcome(kind="model")])
+    await store.add_outcomes(
+        [outcome(kind="faq", at=1_001.0), outcome(message_id="m2", at=1_002.0)]
+    )
+    kinds = [(o.message_id, o.kind) for o in await store.outcomes()]
+    assert kinds == [("m1", "faq"), ("m2", "model")]
+
+
+async def test_one_vote_per_answer_a_second_changes_it(store: Store) -> None:
+    await store.put_feedback(vote(score=1))
+    await store.put_feedback(vote(score=-1, comment="wrong hours", at=1_010.0))
+    await store.put_feedback(vote(message_id="m2", user="u-10", at=1_020.0))
+    assert await store.feedback(conversation="shop/telegram/1") == [
+        vote(score=-1, comment="wrong hours", at=1_010.0),
+        vote(message_id="m2", user="u-10", at=1_020.0),
+    ]
+    assert [f.message_id for f in await store.feedback(user="u-10")] == ["m2"]
+    assert [f.message_id for f in await store.feedback(bot="shop", since=1_015.0)] == ["m2"]
+    assert await store.feedback(bot="help") == []
+
+
+async def test_idle_conversations_by_their_newest_outcome(store: Store) -> None:
+    await store.add_outcomes(
+        [
+            outcome("shop/web/old", "1", at=100.0),
+            outcome("shop/web/old", "2", at=200.0),
+            outcome("shop/web/busy", "1", at=100.0),
+            outcome("shop/web/busy", "2", at=900.0),
+            outcome("help/web/old", "1", bot="help", at=100.0),
+        ]
+    )
+    assert await store.idle_conversations(bot="shop", before=500.0) == ["shop/web/old"]
+    assert await store.idle_conversations(bot="shop", before=50.0) == []
+
+
+async def _conversation(store: Store, key: str, user: str, *messages: str) -> None:
+    """A conversation: each message of `user`, its answer, its outcome and a vote on it."""
+    now = time.time()
+    for message_id in messages:
+        await store.append(
+            key,
+            [
+                Turn("user", f"{user} asks {message_id}", now, 3, id=message_id),
+                Turn("assistant", f"answer to {message_id}", now, 3, reply_to=message_id),
+            ],
+        )
+        await store.add_outcomes([outcome(key, message_id, user=user, at=now)])
+        await store.put_feedback(vote(key, message_id, user=user, at=now))
+
+
+async def test_erase_deletes_a_whole_conversation(store: Store) -> None:
+    await _conversation(store, "shop/telegram/1", "u-1", "m1", "m2")
+    await store.append("shop/telegram/1", [Turn("agent", "Anna here", time.time(), 2, name="A")])
+    await store.handoff_open(handoff("shop/telegram/1", id="h-1", user_id="u-1"))
+    await _conversation(store, "shop/telegram/10", "u-10", "m1")
+    await store.handoff_open(handoff("shop/telegram/10", id="h-10", user_id="u-10"))
+    assert await store.erase("shop/telegram/1") == ["h-1"]
+    assert await store.recent("shop/telegram/1", 10) == []
+    assert await store.outcomes(conversation="shop/telegram/1") == []
+    assert await store.feedback(conversation="shop/telegram/1") == []
+    assert await store.outcomes(user="u-1") == []
+    assert await store.handoff_current("shop/telegram/1") is None
+    assert [h.id for h in await store.handoffs_open()] == ["h-10"]
+    assert await store.idle_conversations(bot="shop", before=time.time() + 1) == [
+        "shop/telegram/10"
+    ]
+    # The other conversation is whole.
+    assert len(await store.recent("shop/telegram/10", 10)) == 2
+    assert len(await store.outcomes(user="u-10")) == 1
+    assert len(await store.feedback(user="u-10")) == 1
+    assert await store.erase("never-seen") == []
+
+
+async def test_erase_of_one_users_part_of_a_shared_conversation(store: Store) -> None:
+    key = "shop/slack/C1:1.0"
+    await _conversation(store, key, "u-1", "m1")
+    await _conversation(store, key, "u-10", "m2")
+    await _conversation(store, key, "u-1", "m3")
+    # u-1 voted on u-10's answer too; u-10 started a handoff.
+    await store.put_feedback(vote(key, "m2", user="u-1", score=-1, at=time.time()))
+    await store.handoff_open(handoff(key, id="h-u10", user_id="u-10"))
+    before = await store.cursor(key)
+    assert await store.erase(key, user="u-1", messages=["m1", "m3"]) == []
+    assert [t.content for t in await store.recent(key, 10)] == ["u-10 asks m2", "answer to m2"]
+    assert [o.user for o in await store.outcomes(conversation=key)] == ["u-10"]
+    assert await store.feedback(conversation=key) == []  # u-1's vote on m2 went too
+    assert await store.outcomes(user="u-1") == []
+    assert [h.id for h in await store.handoffs_open()] == ["h-u10"]
+    # A reader's cursor still sees what comes after.
+    await store.append(key, [turn("user", "later")])
+    _, turns = await store.turns_since(key, before)
+    assert [t.content for t in turns] == ["later"]
+    # And the handoffs u-1 started go.
+    assert await store.erase(key, user="u-10", messages=["m2"]) == ["h-u10"]
+    assert await store.handoffs_open() == []
+
+
+async def test_erase_usage_takes_the_users_name_off_and_keeps_the_totals(store: Store) -> None:
+    def usage(user: str, p: int, bot: str = "shop") -> UsageRecord:
+        return UsageRecord("2026-11-01", bot, user, f"{bot}/web/{user}", "m1", p, 1)
+
+    await store.add_usage([usage("u-1", 100), usage("u-10", 10), usage("u-1", 5, "help")])
+    totals = await store.usage_totals(since="2026-11-01")
+    assert await store.erase_usage(user="u-1", bot="shop") == 1
+    assert await store.usage_totals(since="2026-11-01") == totals
+    assert await store.tokens_used(day="2026-11-01", bot="shop", user="u-1") == 0
+    assert await store.tokens_used(day="2026-11-01", bot="shop", user="u-10") == 11
+    assert await store.tokens_used(day="2026-11-01", bot="help", user="u-1") == 6
+    assert await store.tokens_used(day="2026-11-01", bot="shop") == 112
+    assert await store.erase_usage(user="u-1") == 1
+    assert await store.tokens_used(day="2026-11-01", bot="help", user="u-1") == 0
+    assert await store.usage_totals(since="2026-11-01") == totals
+    assert await store.erase_usage(user="nobody") == 0

@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 from starlette.routing import BaseRoute
 
 from botkit.adapters import ServeOptions
+from botkit.adapters.slack import feedback
 from botkit.adapters.slack.app import EVENTS_PATH, SlackApp
 from botkit.adapters.slack.events import (
     CHANNEL,
@@ -39,9 +40,10 @@ from botkit.adapters.slack.format import to_mrkdwn
 from botkit.adapters.slack.reply import Destination, ReplyWriter
 from botkit.adapters.streaming import stream_reply
 from botkit.errors import ConfigError, DeliveryError, Problem
+from botkit.feedback import GONE
 from botkit.inbox import settle
 from botkit.locks import ConversationLocks
-from botkit.messages import IncomingMessage
+from botkit.messages import IncomingMessage, Reply
 from botkit.stores.base import InboxItem
 
 if TYPE_CHECKING:
@@ -93,6 +95,8 @@ class SlackChannel:
         self.client = self.slack.client
         self.slack.on_event(self._on_event)
         self.slack.bolt.command("/" + settings.slash_command.lstrip("/"))(self._on_command)
+        self.slack.bolt.action(feedback.ACTIONS)(self._on_feedback)
+        self._votes = app.votes
         self._locks = ConversationLocks()
 
     @property
@@ -194,8 +198,9 @@ class SlackChannel:
             async for _ in stream:
                 pass
             return
+        writer.buttons = lambda: self._buttons(incoming, stream.reply)
         await writer.start()
-        text = await stream_reply(writer, stream, self._edit_interval if streaming else 0.0)
+        text = await stream_reply(writer, stream, self._edit_interval if streaming else None)
         if not text.strip():
             await writer.show(pipeline.composer.render("fallback", incoming))
 
@@ -214,6 +219,100 @@ class SlackChannel:
             if error in REFUSED:
                 raise DeliveryError(f"Slack refused: {error}") from err
             raise
+
+    # --- feedback: the buttons under answers ---
+
+    def _buttons(self, incoming: IncomingMessage, reply: Reply | None) -> dict[str, Any] | None:
+        if reply is None or reply.kind != "answer" or not self._votes.takes_votes(self.name):
+            return None
+        message_id = reply.in_reply_to or incoming.message_id
+        return feedback.buttons(incoming.conversation_id, message_id) if message_id else None
+
+    async def _on_feedback(
+        self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        """A click on an answer's buttons: its vote (or the customer's `/human`) is stored
+        before the ack; the buttons then show it, in a tracked task."""
+        click = feedback.parse(action)
+        user, channel, message = (body.get(key) or {} for key in ("user", "channel", "message"))
+        user_id, channel_id = user.get("id"), channel.get("id")
+        if click is None or not isinstance(user_id, str) or not isinstance(channel_id, str):
+            await ack()
+            return
+        if click.score is None:
+            await self._person_asked(ack, click, body, action)
+            return
+        result = await self._votes.cast(
+            bot=self.name,
+            channel=CHANNEL,
+            conversation_id=click.conversation_id,
+            message_id=click.message_id,
+            user=user_id,
+            score=click.score,
+        )
+        await ack()
+        if result.status == "recorded" and isinstance(message.get("ts"), str):
+            actions = feedback.buttons(
+                click.conversation_id,
+                click.message_id,
+                chosen=click.score,
+                offer=result.offer_person,
+            )
+            blocks = feedback.replaced(list(message.get("blocks") or []), actions)
+            self.slack.spawn(self._show_vote(channel_id, message, blocks))
+        elif result.status == "gone":
+            thread = message.get("thread_ts")
+            self.slack.spawn(self._note(channel_id, user_id, thread, GONE))
+
+    async def _person_asked(
+        self, ack: AsyncAck, click: feedback.Click, body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        """ "Talk to a person" under an answer: the customer's `/human`, accepted like any
+        message of theirs (stored before the ack), then answered."""
+        channel_id = str(body["channel"]["id"])
+        thread_ts = (body.get("message") or {}).get("thread_ts")
+        direct = channel_id.startswith("D")
+        action_ts = str(action.get("action_ts") or "")
+        user = body["user"]
+        incoming = IncomingMessage(
+            channel=CHANNEL,
+            bot=self.name,
+            conversation_id=click.conversation_id,
+            user_id=str(user["id"]),
+            text="/human",
+            user_name=user.get("name"),
+            message_id=f"fb{action_ts}",
+        )
+        address = {
+            "bot": self.name,
+            "channel": channel_id,
+            "thread_ts": thread_ts,
+            "thread": None if direct else thread_key(self.name, channel_id, thread_ts or ""),
+            "files": False,
+        }
+        dedupe = f"slack:{self.name}:person:{channel_id}:{action_ts}"
+        item = await self._pipeline.accept(incoming, address=address, dedupe=dedupe)
+        await ack()
+        if item is not None:
+            self.slack.spawn(self._carry_out(incoming, item))
+
+    async def _show_vote(
+        self, channel: str, message: dict[str, Any], blocks: list[dict[str, Any]]
+    ) -> None:
+        try:
+            await self.client.chat_update(
+                channel=channel, ts=message["ts"], text=message.get("text") or "", blocks=blocks
+            )
+        except SlackApiError as err:
+            logger.info("bot %s: could not show a vote: %s", self.name, err.response.get("error"))
+
+    async def _note(self, channel: str, user: str, thread_ts: str | None, text: str) -> None:
+        try:
+            await self.client.chat_postEphemeral(
+                channel=channel, user=user, thread_ts=thread_ts, text=text
+            )
+        except SlackApiError as err:
+            logger.info("bot %s: could not post a note: %s", self.name, err.response.get("error"))
 
     # --- the slash command ---
 

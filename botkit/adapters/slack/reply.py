@@ -10,7 +10,9 @@ skipped, while the final text must arrive or its failure is raised.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -19,11 +21,18 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
+from botkit.adapters.formatting import split_text
 from botkit.adapters.slack.format import UPDATE_LIMIT, to_pieces
 
 logger = logging.getLogger(__name__)
 
 PLACEHOLDER = ":hourglass_flowing_sand:"
+SECTION_LIMIT = 3_000
+"""Characters of mrkdwn a section block takes."""
+
+Buttons = Callable[[], dict[str, Any] | None]
+"""The actions block to put under the whole answer (feedback buttons), asked when it is
+complete."""
 
 
 class RateLimitRetry(AsyncRateLimitErrorRetryHandler):
@@ -60,6 +69,16 @@ class Destination:
 class _Shown:
     ts: str
     text: str
+    buttons: dict[str, Any] | None = None
+
+
+def with_buttons(mrkdwn: str, buttons: dict[str, Any]) -> list[dict[str, Any]]:
+    """The blocks of a message showing `mrkdwn` with an actions block under it."""
+    sections = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": part}}
+        for part in split_text(mrkdwn, SECTION_LIMIT)
+    ]
+    return [*sections, buttons]
 
 
 class ReplyWriter:
@@ -67,11 +86,17 @@ class ReplyWriter:
     are posted after it, and each is edited as the text grows."""
 
     def __init__(
-        self, client: AsyncWebClient, destination: Destination, *, limit: int = UPDATE_LIMIT
+        self,
+        client: AsyncWebClient,
+        destination: Destination,
+        *,
+        limit: int = UPDATE_LIMIT,
+        buttons: Buttons | None = None,
     ) -> None:
         self._client = client
         self._destination = destination
         self._limit = limit
+        self.buttons = buttons
         self._shown: list[_Shown] = []
 
     async def start(self, placeholder: str = PLACEHOLDER) -> None:
@@ -80,30 +105,40 @@ class ReplyWriter:
 
     async def show(self, markdown: str, *, final: bool = True) -> None:
         """Make the conversation show `markdown`. A partial text that cannot be shown now is
-        skipped (the next one shows the same and more); the final one's failure is raised."""
+        skipped (the next one shows the same and more); the final one's failure is raised.
+        The final text's last message carries the buttons, if any."""
         try:
-            for index, piece in enumerate(to_pieces(markdown, self._limit)):
+            pieces = to_pieces(markdown, self._limit)
+            buttons = self.buttons() if final and self.buttons is not None else None
+            for index, piece in enumerate(pieces):
+                actions = buttons if index == len(pieces) - 1 else None
                 if index < len(self._shown):
                     shown = self._shown[index]
-                    if shown.text != piece:
-                        await self._update(shown.ts, piece)
-                        shown.text = piece
+                    if shown.text != piece or shown.buttons != actions:
+                        await self._update(shown.ts, piece, actions)
+                        shown.text, shown.buttons = piece, actions
                 else:
-                    self._shown.append(_Shown(await self._post(piece), piece))
+                    self._shown.append(_Shown(await self._post(piece, actions), piece, actions))
         except SlackApiError as err:
             if final:
                 raise
             logger.debug("skipped a partial update in %s: %s", self._destination.channel, err)
 
-    async def _post(self, text: str) -> str:
+    async def _post(self, text: str, buttons: dict[str, Any] | None = None) -> str:
         response = await self._client.chat_postMessage(
             channel=self._destination.channel,
             thread_ts=self._destination.thread_ts,
             text=text,
+            blocks=with_buttons(text, buttons) if buttons else None,
             unfurl_links=False,
             unfurl_media=False,
         )
         return str(response["ts"])
 
-    async def _update(self, ts: str, text: str) -> None:
-        await self._client.chat_update(channel=self._destination.channel, ts=ts, text=text)
+    async def _update(self, ts: str, text: str, buttons: dict[str, Any] | None = None) -> None:
+        await self._client.chat_update(
+            channel=self._destination.channel,
+            ts=ts,
+            text=text,
+            blocks=with_buttons(text, buttons) if buttons else None,
+        )

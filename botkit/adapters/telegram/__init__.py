@@ -91,6 +91,7 @@ class TelegramChannel:
             TelegramBot(
                 pipeline=app.pipelines[name],
                 store=app.store,
+                votes=app.votes,
                 token=tokens[name],
                 base_url=settings.base_url.rstrip("/"),
                 webhook_url=urls.get(name),

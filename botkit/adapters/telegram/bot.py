@@ -29,6 +29,7 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, Te
 from telegram.ext import AIORateLimiter, Application, ContextTypes, TypeHandler
 
 from botkit.adapters.streaming import stream_reply
+from botkit.adapters.telegram.feedback import FeedbackButtons
 from botkit.adapters.telegram.incoming import BotIdentity, to_incoming
 from botkit.adapters.telegram.reply import Destination, ReplyWriter, typing
 from botkit.errors import ConfigError, DeliveryError, Problem, StoreError
@@ -38,6 +39,7 @@ from botkit.messages import IncomingMessage
 from botkit.stores.base import InboxItem
 
 if TYPE_CHECKING:
+    from botkit.feedback import Votes
     from botkit.pipeline import Pipeline
     from botkit.stores import Store
 
@@ -49,7 +51,7 @@ COMMANDS = {
     "reset": "Forget our conversation and start fresh",
 }
 HANDOFF_COMMAND = {"human": "Talk to a person"}
-ALLOWED_UPDATES = ["message"]
+ALLOWED_UPDATES = ["message", "callback_query"]
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 1 << 20
 
@@ -73,6 +75,7 @@ class TelegramBot:
         *,
         pipeline: Pipeline,
         store: Store,
+        votes: Votes,
         token: str,
         base_url: str,
         webhook_url: str | None,
@@ -98,6 +101,12 @@ class TelegramBot:
         self.application = (builder.updater(None) if webhook_url else builder).build()
         self.application.add_handler(TypeHandler(Update, self._on_update))
         self.application.add_error_handler(self._on_error)
+        self._buttons = FeedbackButtons(
+            bot=self.name,
+            votes=votes,
+            telegram=self.application.bot,
+            shutdown_timeout=timing.shutdown_timeout,
+        )
         self._me: BotIdentity | None = None
         self._locks = ConversationLocks()
         self._items: dict[int, tuple[IncomingMessage, InboxItem]] = {}
@@ -204,8 +213,13 @@ class TelegramBot:
         (Telegram delivering it again). Raises `StoreError`."""
         if self._me is None:
             return False
-        incoming = to_incoming(update, bot=self.name, me=self._me)
-        message = update.message
+        message: Message | None
+        if (query := update.callback_query) is not None:  # a feedback button
+            incoming = await self._buttons.on_click(query)
+            message = query.message if isinstance(query.message, Message) else None
+        else:
+            incoming = to_incoming(update, bot=self.name, me=self._me)
+            message = update.message
         if incoming is None or message is None:
             return False
         item = await self._pipeline.accept(
@@ -275,10 +289,15 @@ class TelegramBot:
                 pass
             return
         async with typing(bot, destination, self._timing.typing_interval) as stop_typing:
-            writer = ReplyWriter(bot, destination, before_first=stop_typing)
+            writer = ReplyWriter(
+                bot,
+                destination,
+                before_first=stop_typing,
+                buttons=lambda: self._buttons.for_reply(incoming, stream.reply),
+            )
             timing = self._timing
             interval = timing.edit_interval if address["private"] else timing.group_edit_interval
-            await stream_reply(writer, stream, interval if streaming else 0.0)
+            await stream_reply(writer, stream, interval if streaming else None)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         logger.error("bot %s: %s", self.name, context.error, exc_info=context.error)
@@ -303,6 +322,7 @@ class TelegramBot:
                 for task in list(self._in_flight):
                     task.cancel()
             await stopping
+        await self._buttons.aclose()
         await app.shutdown()
         await app.bot.shutdown()  # its HTTP clients, even when it never finished starting
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-from telegram import Message, ReplyParameters
+from telegram import InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from telegram.ext import ExtBot
@@ -48,6 +48,11 @@ class Destination:
 class _Shown:
     message_id: int
     piece: Piece
+    buttons: InlineKeyboardMarkup | None = None
+
+
+Buttons = Callable[[], InlineKeyboardMarkup | None]
+"""What goes under the whole answer (feedback buttons), asked when it is complete."""
 
 
 class ReplyWriter:
@@ -55,21 +60,34 @@ class ReplyWriter:
     it, and text that outgrows one message continues in further ones."""
 
     def __init__(
-        self, bot: Bot, destination: Destination, *, before_first: Callable[[], Awaitable[None]]
+        self,
+        bot: Bot,
+        destination: Destination,
+        *,
+        before_first: Callable[[], Awaitable[None]],
+        buttons: Buttons | None = None,
     ) -> None:
         self._bot = bot
         self._destination = destination
         self._before_first = before_first
+        self._buttons = buttons
         self._shown: list[_Shown] = []
 
     async def show(self, markdown: str, *, final: bool = True) -> None:
         """Make the chat show `markdown`; a partial text that cannot be shown now is skipped,
-        the final one is retried and its failure raised."""
-        for index, piece in enumerate(to_pieces(markdown)):
+        the final one is retried and its failure raised. The final text's last message
+        carries the buttons, if any (in the edit or send that shows it)."""
+        pieces = to_pieces(markdown)
+        buttons = self._buttons() if final and self._buttons is not None else None
+        for index, piece in enumerate(pieces):
+            markup = buttons if index == len(pieces) - 1 else None
             if index < len(self._shown):
-                if self._shown[index].piece != piece:
-                    await self._attempt(partial(self._edit, index, piece, final), final)
-            elif not await self._attempt(partial(self._send, piece, final), final):
+                shown = self._shown[index]
+                if shown.piece != piece:
+                    await self._attempt(partial(self._edit, index, piece, final, markup), final)
+                elif markup is not None and shown.buttons != markup:
+                    await self._attempt(partial(self._mark, index, markup), final)
+            elif not await self._attempt(partial(self._send, piece, final, markup), final):
                 return  # later pieces must not overtake this one
 
     async def _attempt(self, action: Callable[[], Awaitable[None]], final: bool) -> bool:
@@ -92,7 +110,7 @@ class ReplyWriter:
                 await asyncio.sleep(0.5 * 2**attempt)
         return False
 
-    async def _send(self, piece: Piece, final: bool) -> None:
+    async def _send(self, piece: Piece, final: bool, markup: InlineKeyboardMarkup | None) -> None:
         if not self._shown:
             await self._before_first()
         quote = self._destination.quote if not self._shown else None
@@ -106,13 +124,16 @@ class ReplyWriter:
                 reply_parameters=(
                     ReplyParameters(quote, allow_sending_without_reply=True) if quote else None
                 ),
+                reply_markup=markup,
                 rate_limit_args=FINAL_RATE_LIMIT_RETRIES if final else None,
             )
 
         message = await _formatted_or_plain(send, piece)
-        self._shown.append(_Shown(message.message_id, piece))
+        self._shown.append(_Shown(message.message_id, piece, markup))
 
-    async def _edit(self, index: int, piece: Piece, final: bool) -> None:
+    async def _edit(
+        self, index: int, piece: Piece, final: bool, markup: InlineKeyboardMarkup | None
+    ) -> None:
         shown = self._shown[index]
 
         async def edit(text: str, parse_mode: str | None) -> None:
@@ -122,6 +143,7 @@ class ReplyWriter:
                     chat_id=self._destination.chat_id,
                     message_id=shown.message_id,
                     parse_mode=parse_mode,
+                    reply_markup=markup,
                     rate_limit_args=FINAL_RATE_LIMIT_RETRIES if final else None,
                 )
             except BadRequest as err:
@@ -130,6 +152,22 @@ class ReplyWriter:
 
         await _formatted_or_plain(edit, piece)
         shown.piece = piece
+        shown.buttons = markup
+
+    async def _mark(self, index: int, markup: InlineKeyboardMarkup) -> None:
+        """Put the buttons under a message whose text is already whole."""
+        shown = self._shown[index]
+        try:
+            await self._bot.edit_message_reply_markup(
+                chat_id=self._destination.chat_id,
+                message_id=shown.message_id,
+                reply_markup=markup,
+                rate_limit_args=FINAL_RATE_LIMIT_RETRIES,
+            )
+        except BadRequest as err:
+            if "not modified" not in err.message.lower():
+                raise
+        shown.buttons = markup
 
 
 async def _formatted_or_plain(post: Callable[[str, str | None], Awaitable[T]], piece: Piece) -> T:

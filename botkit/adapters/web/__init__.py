@@ -25,6 +25,7 @@ from botkit import __version__
 from botkit.adapters import ServeOptions
 from botkit.adapters.web.api import KeyAccess, SessionsApi
 from botkit.adapters.web.events import LiveEvents
+from botkit.adapters.web.feedback import FeedbackRoutes
 from botkit.adapters.web.openapi import openapi_document
 from botkit.adapters.web.page import ChatPage
 from botkit.adapters.web.ratelimit import ClientRateLimit
@@ -83,11 +84,19 @@ class WebChannel:
             max_message_chars=web.max_message_chars,
             enabled=per_minute > 0,
         )
+        self.feedback = FeedbackRoutes(
+            votes=app.votes,
+            sessions=self.sessions,
+            store=app.store,
+            recorder=app.outcomes,
+            access=KeyAccess(web.keys),
+            page=per_minute > 0,
+        )
         if not web.keys:
             logger.warning("no BOTKIT_WEB_API_KEYS set: every /v1/ request is refused (401)")
 
     def routes(self) -> Sequence[BaseRoute]:
-        return [*self.api.routes(), *self.page.routes()]
+        return [*self.api.routes(), *self.page.routes(), *self.feedback.routes()]
 
     async def run(self) -> None:
         return None

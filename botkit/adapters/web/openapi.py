@@ -17,6 +17,7 @@ REQUESTS: list[type[BaseModel]] = [
     s.TakeHandoff,
     s.AgentMessage,
     s.ResolveHandoff,
+    s.NewFeedback,
 ]
 RESPONSES: list[type[BaseModel]] = [
     s.SessionCreated,
@@ -31,16 +32,22 @@ RESPONSES: list[type[BaseModel]] = [
     s.HandoffInfo,
     s.HandoffList,
     s.DeskEvent,
+    s.FeedbackResult,
+    s.UserForgotten,
 ]
 
 ERRORS = {
     "401": ("Unauthorized", "No API key, or not a valid one."),
     "403": ("Forbidden", "The public chat is turned off on this server."),
-    "404": ("NotFound", "No such session or handoff (or not one of this key's sessions)."),
+    "404": (
+        "NotFound",
+        "No such session, answer or handoff (or not one of this key's sessions).",
+    ),
     "409": (
         "Conflict",
         "`handoff_closed`: the handoff is over; `handoff_taken`: another person has it; "
-        "`handoff_unavailable`: the bot has no [handoff] table; `idempotency_in_progress`: "
+        "`handoff_unavailable`: the bot has no [handoff] table; `feedback_off`: the bot "
+        "takes no votes (`feedback = false`); `idempotency_in_progress`: "
         "the first request with this Idempotency-Key is still being answered (retry after "
         "`Retry-After` s).",
     ),
@@ -160,6 +167,7 @@ def openapi_document(version: str, *, handoffs_api: bool = False) -> dict[str, A
                     security=keyed,
                 ),
             },
+            **_feedback_paths(keyed),
             "/v1/models": {
                 "get": _op(
                     "The bots served and the model each uses",
@@ -238,6 +246,46 @@ def openapi_document(version: str, *, handoffs_api: bool = False) -> dict[str, A
             "schemas": definitions["$defs"],
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
             "responses": {name: _error(text, status) for status, (name, text) in ERRORS.items()},
+        },
+    }
+
+
+def _feedback_paths(keyed: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Votes on answers, and forgetting a user (`botkit.adapters.web.feedback`)."""
+    answer = [
+        _path_parameter(),
+        _path_parameter("message_id", "The `message_id` of the reply (the message it answers)."),
+    ]
+    return {
+        "/v1/sessions/{session_id}/messages/{message_id}/feedback": {
+            "parameters": answer,
+            "post": _op(
+                "Vote on the answer to a message: 👍 or 👎, one vote per answer (a second "
+                "replaces the first)",
+                body="NewFeedback",
+                ok=("200", "FeedbackResult"),
+                errors="401 404 409 413 422 503",
+                security=keyed,
+            ),
+        },
+        "/v1/users/{user_id}": {
+            "parameters": [_path_parameter("user_id", "The `user` the sessions were made for.")],
+            "delete": _op(
+                "Forget a user: their conversations, votes, handoffs, and their name on token "
+                "rows, for every bot, whichever key made their sessions",
+                ok=("200", "UserForgotten"),
+                errors="401 503",
+                security=keyed,
+            ),
+        },
+        "/chat/sessions/{session_id}/messages/{message_id}/feedback": {
+            "parameters": answer,
+            "post": _op(
+                "Vote on a chat-page answer",
+                body="NewFeedback",
+                ok=("200", "FeedbackResult"),
+                errors="403 404 409 413 422 503",
+            ),
         },
     }
 
@@ -401,7 +449,7 @@ def _op(
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if body is not None:
         operation["requestBody"] = {
-            "required": body in ("NewMessage", "TakeHandoff", "AgentMessage"),
+            "required": body in ("NewMessage", "TakeHandoff", "AgentMessage", "NewFeedback"),
             "content": {"application/json": {"schema": _ref(body)}},
         }
     if security is not None:

@@ -178,6 +178,7 @@ class ChatPage:
             welcome_html=to_html(pipeline.composer.render("welcome", session.message(""))),
             messages=[_page_message(t) for t in await history(self._store, session)],
             last_event_id=last_event_id,
+            feedback=pipeline.bot.settings.feedback,
         )
         return state.model_dump(mode="json")
 

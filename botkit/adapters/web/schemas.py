@@ -128,6 +128,7 @@ class PageSession(BaseModel):
     welcome_html: str
     messages: list[PageMessage]
     last_event_id: str = Field(description=LAST_EVENT_ID)
+    feedback: bool = Field(default=True, description="Whether answers take 👍/👎 votes.")
 
 
 class ModelInfo(BaseModel):
@@ -166,6 +167,35 @@ class NewHandoff(_Request):
     """Hand a session to people (the bot's `[handoff]` desk)."""
 
     reason: str = Field(default="", max_length=1000, description="Shown to the people at the desk.")
+
+
+class NewFeedback(_Request):
+    """A vote on the bot's answer to a message: one per answer, a second one replaces it."""
+
+    score: Literal[1, -1] = Field(description="1 for 👍, -1 for 👎.")
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class FeedbackResult(BaseModel):
+    status: Literal["recorded", "gone"] = Field(
+        description='"gone" (chat page only) when the answer no longer exists.'
+    )
+    offer_person: bool = Field(
+        default=False, description="A 👎 the bot answers by offering a person (`/human`)."
+    )
+    note: str = Field(description="What to tell the customer.")
+
+
+class UserForgotten(BaseModel):
+    """What `DELETE /v1/users/{user_id}` deleted."""
+
+    user: str
+    conversations: int = Field(description="Conversations deleted whole.")
+    shared: int = Field(description="Conversations with others: only the user's part went.")
+    messages: int
+    votes: int
+    handoffs: int
+    usage_rows: int = Field(description="Token rows that no longer name the user.")
 
 
 class TakeHandoff(_Request):

@@ -26,6 +26,7 @@
   let liveRetry = null;
   let lastEventId = "";
   let waiting = null; // an answer interrupted after the server took the message
+  let feedbackOn = false; // whether the bot's answers take 👍/👎
   const answered = new Set(); // message ids whose answers are on the page
   const held = []; // live events that arrived while a reply was streaming in
 
@@ -166,12 +167,65 @@
     else if (message.role === "agent") {
       addMessage("agent", { html: message.html, name: message.name });
     } else if (NOTICES.has(message.kind)) addNotice(message.html);
-    else addMessage("assistant", { html: message.html });
+    else {
+      const shown = addMessage("assistant", { html: message.html });
+      if (message.kind === "answer") addVotes(shown.item, message.in_reply_to);
+    }
     if (message.in_reply_to) answered.add(message.in_reply_to);
+  }
+
+  // ---- feedback: 👍/👎 under the bot's answers --------------------------------------
+
+  function addVotes(item, messageId) {
+    if (!feedbackOn || !messageId) return;
+    const bar = document.createElement("div");
+    bar.className = "votes";
+    for (const [score, label, name] of [[1, "👍", "Helpful"], [-1, "👎", "Not helpful"]]) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "vote";
+      button.textContent = label;
+      button.title = name;
+      button.setAttribute("aria-label", name);
+      button.setAttribute("aria-pressed", "false");
+      button.dataset.score = String(score);
+      button.addEventListener("click", () => vote(bar, messageId, score));
+      bar.append(button);
+    }
+    item.append(bar);
+  }
+
+  async function vote(bar, messageId, score) {
+    const path =
+      "chat/sessions/" + encodeURIComponent(sessionId) + "/messages/" +
+      encodeURIComponent(messageId) + "/feedback";
+    try {
+      const result = await (await request(path, json({ score }))).json();
+      for (const button of bar.querySelectorAll(".vote")) {
+        button.setAttribute("aria-pressed", String(Number(button.dataset.score) === score));
+      }
+      setStatus(result.status === "gone" ? result.note : "");
+      if (result.offer_person && !bar.querySelector(".person")) {
+        const person = document.createElement("button");
+        person.type = "button";
+        person.className = "person";
+        person.textContent = "Talk to a person";
+        person.addEventListener("click", () => {
+          person.remove();
+          if (busy) return;
+          input.value = "/human"; // as if the customer asked for a person themselves
+          submit();
+        });
+        bar.append(person);
+      }
+    } catch (err) {
+      setStatus(err.message);
+    }
   }
 
   function show(state) {
     sessionId = state.session_id;
+    feedbackOn = state.feedback !== false;
     localStorage.setItem(storageKey, sessionId);
     title.textContent = state.title;
     document.title = state.title;
@@ -218,6 +272,7 @@
       // The answer to the message whose reply was interrupted: it goes where it belongs.
       waiting.item.classList.remove("waiting");
       waiting.body.replaceChildren(safeFragment(message.html));
+      if (message.kind === "answer") addVotes(waiting.item, message.in_reply_to);
       waiting = null;
       answered.add(message.in_reply_to);
       setStatus("");
@@ -286,6 +341,7 @@
           // A message for the person handling the conversation has no answer here.
           if (data.kind === "relayed") answer.item.remove();
           else answer.body.replaceChildren(safeFragment(data.html));
+          if (data.kind === "answer") addVotes(answer.item, data.message_id);
         } else if (event === "error") {
           throw new Problem(data.error.message);
         }

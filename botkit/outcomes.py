@@ -1,0 +1,106 @@
+"""What became of every message, recorded for the report and the transcripts.
+
+`OutcomeRecorder` is a pipeline listener: it turns each reply into an `Outcome`
+and writes them to the store in batches, once a second, as the token meter does,
+so recording costs the message path no trip to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+
+from botkit.messages import IncomingMessage, Outcome, OutcomeKind, Reply
+from botkit.settings import Price
+from botkit.stores.base import OutcomeLog
+
+logger = logging.getLogger(__name__)
+
+QUESTION_CHARS = 1000
+"""How much of a message an outcome keeps (the conversation keeps all of it)."""
+
+
+def outcome_kind(reply: Reply) -> OutcomeKind:
+    """What became of the message a reply answers."""
+    if reply.kind == "answer":
+        return "faq" if reply.model == "faq" else "model"
+    return reply.kind
+
+
+def price(
+    model: str | None, prompt: int, completion: int, prices: Mapping[str, Price]
+) -> float | None:
+    """What tokens of a model cost, or None when the model has no price."""
+    found = prices.get(model) if model else None
+    if found is None:
+        return None
+    return (prompt * found.input + completion * found.output) / 1e6
+
+
+class OutcomeRecorder:
+    """Records the outcome of each reply of the pipelines it listens to (`observe`)."""
+
+    def __init__(
+        self,
+        log: OutcomeLog,
+        *,
+        prices: Mapping[str, Price] | None = None,
+        flush_seconds: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._log = log
+        self._clock = clock
+        self._prices = dict(prices or {})
+        self._flush_seconds = flush_seconds
+        self._pending: dict[tuple[str, str], Outcome] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    def observe(self, message: IncomingMessage, reply: Reply, seconds: float) -> None:
+        """A pipeline reply listener."""
+        usage = reply.usage
+        outcome = Outcome(
+            bot=message.bot,
+            channel=message.channel,
+            conversation=message.conversation_key,
+            user=message.user_id,
+            # Only /start and /help reach here without one: no turn or vote names them.
+            message_id=message.message_id or f"m_{secrets.token_urlsafe(9)}",
+            at=self._clock(),
+            kind=outcome_kind(reply),
+            question=message.text[:QUESTION_CHARS],
+            faq=reply.faq[0] if reply.faq else None,
+            faq_score=reply.faq_score,
+            seconds=seconds,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            model=reply.model,
+            cost=price(reply.model, usage.prompt_tokens, usage.completion_tokens, self._prices),
+            error=reply.error,
+        )
+        self._pending[(outcome.conversation, outcome.message_id)] = outcome
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_later())
+
+    async def flush(self) -> None:
+        """Write what is waiting now (before a report, or before forgetting someone)."""
+        outcomes, self._pending = list(self._pending.values()), {}
+        if outcomes:
+            await self._log.add_outcomes(outcomes)
+
+    async def aclose(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.flush()
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self._flush_seconds)
+        try:
+            await self.flush()
+        except Exception:
+            logger.exception("could not record the outcomes of messages; they are lost")
