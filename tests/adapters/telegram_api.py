@@ -5,7 +5,9 @@ polls as soon as an update arrives, keeps the bot's messages as a chat would sho
 them, checks HTML the way Telegram does (known tags, balanced, escaped, at most
 4096 characters shown), records every call, and can be told to answer a call
 with an error. `deliver` posts an update to the webhook a bot registered, with
-the secret it registered, as Telegram would.
+the secret it registered, as Telegram would. With `drafts=True` it has
+`sendMessageDraft` (Bot API 9.3), for private chats only, and keeps each draft's
+states; without, it answers that method 404, as a Bot API server before it does.
 """
 
 from __future__ import annotations
@@ -72,6 +74,17 @@ class Failure:
 
 
 @dataclass
+class Draft:
+    """One state of a message draft, as the private chat showed it while it was written."""
+
+    chat_id: int
+    draft_id: int
+    text: str
+    parse_mode: str | None
+    at: float
+
+
+@dataclass
 class Shown:
     """One of the bot's messages, as the chat shows it now."""
 
@@ -135,10 +148,12 @@ def utf16_length(text: str) -> int:
 class FakeBotAPI:
     """`async with FakeBotAPI() as api:` then point the bot at `api.base_url`."""
 
-    def __init__(self, *, token: str = TOKEN) -> None:
+    def __init__(self, *, token: str = TOKEN, drafts: bool = False) -> None:
         self.token = token
+        self.has_drafts = drafts
         self.calls: list[Call] = []
         self.messages: list[Shown] = []
+        self.drafts: list[Draft] = []
         self.failures: list[Failure] = []
         self.webhook: tuple[str, str | None] | None = None  # url, secret
         self.commands: list[dict[str, Any]] = []
@@ -224,6 +239,8 @@ class FakeBotAPI:
                 call.status = failure.status
                 return _error(failure.status, failure.description, failure.retry_after)
         handler = getattr(self, f"_{method}", None)
+        if method == "sendMessageDraft" and not self.has_drafts:
+            handler = None
         if handler is None:
             call.status = 404
             return _error(404, "Not Found: method not found")
@@ -277,6 +294,17 @@ class FakeBotAPI:
         message.text, message.sent, message.parse_mode = shown, text, parse_mode
         message.edits.append(time.monotonic())
         return _message_json(message)
+
+    async def _sendMessageDraft(self, params: dict[str, Any]) -> Any:
+        chat_id, draft_id = int(params["chat_id"]), int(params.get("draft_id") or 0)
+        if chat_id < 0:
+            raise ValueError("Bad Request: TEXTDRAFT_PEER_INVALID")
+        if not draft_id:
+            raise ValueError("Bad Request: draft_id must be non-zero")
+        text, parse_mode = str(params.get("text", "")), params.get("parse_mode")
+        shown = _checked(text, parse_mode)
+        self.drafts.append(Draft(chat_id, draft_id, shown, parse_mode, time.monotonic()))
+        return True
 
     async def _sendChatAction(self, params: dict[str, Any]) -> Any:
         return True

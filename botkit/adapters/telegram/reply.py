@@ -1,4 +1,6 @@
-"""Posting one reply into one Telegram chat: whole, or streamed by editing a message.
+"""Posting one reply into one Telegram chat: whole, or streamed by editing a message, or
+in a private chat as a message draft that Telegram animates (`sendMessageDraft`, Bot API
+9.3, python-telegram-bot 22.6), sent as a message once complete.
 
 Telegram's flood control is python-telegram-bot's `AIORateLimiter`: it spaces
 requests out and retries a request refused with `RetryAfter` once the wait is
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -19,9 +22,17 @@ from typing import Any, TypeVar
 
 from telegram import Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
+from telegram.error import (
+    BadRequest,
+    EndPointNotFound,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 from telegram.ext import ExtBot
 
+from botkit.adapters.streaming import ShowsText
 from botkit.adapters.telegram.format import Piece, to_pieces
 
 logger = logging.getLogger(__name__)
@@ -33,6 +44,8 @@ FINAL_RATE_LIMIT_RETRIES = 10
 
 T = TypeVar("T")
 Bot = ExtBot[Any]
+
+__all__ = ["Destination", "DraftSupport", "DraftWriter", "ReplyWriter", "ShowsText", "typing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +78,11 @@ class ReplyWriter:
     async def show(self, markdown: str, *, final: bool = True) -> None:
         """Make the chat show `markdown`; a partial text that cannot be shown now is skipped,
         the final one is retried and its failure raised."""
-        for index, piece in enumerate(to_pieces(markdown)):
+        await self.show_pieces(to_pieces(markdown), final=final)
+
+    async def show_pieces(self, pieces: list[Piece], *, final: bool = True) -> None:
+        """Make the chat show these pieces, one message each (see `show`)."""
+        for index, piece in enumerate(pieces):
             if index < len(self._shown):
                 if self._shown[index].piece != piece:
                     await self._attempt(partial(self._edit, index, piece, final), final)
@@ -130,6 +147,84 @@ class ReplyWriter:
 
         await _formatted_or_plain(edit, piece)
         shown.piece = piece
+
+
+class DraftSupport:
+    """Whether a bot's drafts are worth trying: python-telegram-bot must have
+    `send_message_draft` (22.6), and the Bot API server must not have refused it."""
+
+    def __init__(self) -> None:
+        self.available = hasattr(ExtBot, "send_message_draft")
+
+    def refused(self, reason: str) -> None:
+        if self.available:
+            logger.warning(
+                "Telegram refused a message draft (%s); streaming by editing messages instead",
+                reason,
+            )
+        self.available = False
+
+
+class DraftWriter:
+    """Streams an answer into a private chat as a message draft, which Telegram animates as
+    it grows (no edits, no "edited" mark), and sends it as messages when it is complete.
+
+    Text that outgrows one message is sent as it completes, the rest drafted. When
+    Telegram refuses drafts, the answer continues as `writer`'s edited messages.
+    """
+
+    def __init__(
+        self,
+        bot: Bot,
+        destination: Destination,
+        writer: ReplyWriter,
+        support: DraftSupport,
+        *,
+        before_first: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._bot = bot
+        self._destination = destination
+        self._writer = writer
+        self._support = support
+        self._before_first = before_first
+        # Changes of one draft id are animated; each message of a long answer gets its own.
+        self._draft_id = secrets.randbelow(2**30) + 1
+        self._drafting = True
+
+    async def show(self, markdown: str, *, final: bool = True) -> None:
+        if final or not (self._drafting and self._support.available):
+            await self._writer.show(markdown, final=final)  # the final text: real messages
+            return
+        pieces = to_pieces(markdown)
+        if len(pieces) > 1:
+            await self._writer.show_pieces(pieces[:-1], final=False)
+        try:
+            await self._draft(len(pieces) - 1, pieces[-1])
+        except (InvalidToken, EndPointNotFound) as err:  # 404: the server has no such method
+            self._support.refused(str(err))
+        except BadRequest as err:  # e.g. drafts not allowed for this bot
+            self._support.refused(err.message)
+        except (NetworkError, RetryAfter) as err:
+            logger.debug("skipped a draft in chat %s: %s", self._destination.chat_id, err)
+            return
+        else:
+            return
+        self._drafting = False
+        await self._writer.show(markdown, final=False)
+
+    async def _draft(self, index: int, piece: Piece) -> None:
+        await self._before_first()
+
+        async def draft(text: str, parse_mode: str | None) -> bool:
+            return await self._bot.send_message_draft(
+                chat_id=self._destination.chat_id,
+                draft_id=self._draft_id + index,
+                text=text,
+                parse_mode=parse_mode,
+                message_thread_id=self._destination.thread_id,
+            )
+
+        await _formatted_or_plain(draft, piece)
 
 
 async def _formatted_or_plain(post: Callable[[str, str | None], Awaitable[T]], piece: Piece) -> T:
