@@ -95,6 +95,12 @@ class Shown:
     parse_mode: str | None
     quote: int | None
     edits: list[float] = field(default_factory=list)
+    markup: dict[str, Any] | None = None  # an inline keyboard: {"inline_keyboard": [[…]]}
+
+    def button(self, text: str) -> dict[str, Any]:
+        """The inline keyboard's button with this text."""
+        rows = (self.markup or {}).get("inline_keyboard", [])
+        return next(button for row in rows for button in row if button["text"] == text)
 
 
 def visible_text(text: str, parse_mode: str | None) -> str:
@@ -277,6 +283,7 @@ class FakeBotAPI:
         shown = _checked(text, parse_mode)
         quote = (params.get("reply_parameters") or {}).get("message_id")
         message = Shown(chat_id, next(self._message_ids), shown, text, parse_mode, quote)
+        message.markup = params.get("reply_markup")
         self.messages.append(message)
         return _message_json(message)
 
@@ -292,6 +299,7 @@ class FakeBotAPI:
         if shown == message.text and (text, parse_mode) == (message.sent, message.parse_mode):
             raise ValueError(NOT_MODIFIED)
         message.text, message.sent, message.parse_mode = shown, text, parse_mode
+        message.markup = params.get("reply_markup")
         message.edits.append(time.monotonic())
         return _message_json(message)
 
@@ -304,6 +312,11 @@ class FakeBotAPI:
         text, parse_mode = str(params.get("text", "")), params.get("parse_mode")
         shown = _checked(text, parse_mode)
         self.drafts.append(Draft(chat_id, draft_id, shown, parse_mode, time.monotonic()))
+        return True
+
+    async def _answerCallbackQuery(self, params: dict[str, Any]) -> Any:
+        if not params.get("callback_query_id"):
+            raise ValueError("Bad Request: query is too old and response timeout expired")
         return True
 
     async def _sendChatAction(self, params: dict[str, Any]) -> Any:
@@ -435,6 +448,20 @@ def sticker_update(**options: Any) -> dict[str, Any]:
     sticker = {"file_id": "CAAD", "file_unique_id": "AgAD", "type": "regular", "width": 512}
     sticker |= {"height": 512, "is_animated": False, "is_video": False}
     return message_update(sticker=sticker, **options)
+
+
+def callback_update(shown: Shown, button: str, *, sender: dict[str, Any] | None = None) -> Any:
+    """The update a user's click on a button of the bot's message `shown` makes."""
+    return {
+        "update_id": next(_update_ids),
+        "callback_query": {
+            "id": str(next(_update_ids)),
+            "from": sender or user(),
+            "chat_instance": f"chat-{shown.chat_id}",
+            "message": {**_message_json(shown), "reply_markup": shown.markup},
+            "data": shown.button(button)["callback_data"],
+        },
+    }
 
 
 def bot_message(shown: Shown) -> dict[str, Any]:

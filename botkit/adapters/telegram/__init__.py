@@ -1,4 +1,4 @@
-"""Telegram (python-telegram-bot): botkit's handler for any `Application` (`handler`), and
+"""Telegram (python-telegram-bot): botkit's handler for any `Application`, and
 the channel `botkit serve` runs, every bot of a running `BotApp` on an Application of its
 own, each by long polling or by a webhook route on the shared HTTP server.
 
@@ -33,26 +33,15 @@ __all__ = [
     "TelegramHandler",
     "Timing",
     "build",
-    "handler",
     "is_addressed",
     "to_incoming",
 ]
 
 if TYPE_CHECKING:
     from botkit.app import BotApp
-    from botkit.pipeline import Pipeline
     from botkit.settings import TelegramSettings
 
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-
-
-def handler(
-    pipeline: Pipeline, *, timing: Timing | None = None, block: bool = False
-) -> TelegramHandler:
-    """botkit's handler for your python-telegram-bot `Application`: add it after your own
-    handlers (it answers every text of a private chat, and what addresses the bot in
-    groups), as `application.add_handler(botkit.telegram.handler(pipeline))`."""
-    return TelegramHandler(pipeline, timing=timing, block=block)
 
 
 def build(app: BotApp, options: ServeOptions) -> TelegramChannel:
