@@ -156,9 +156,12 @@ class DraftSupport:
     def __init__(self) -> None:
         self.available = hasattr(ExtBot, "send_message_draft")
 
-    def refused(self, reason: str) -> None:
+    def refused(self, reason: str, *, missing: bool = False) -> None:
+        """Try no more drafts; `missing`: the Bot API server has no such method (nothing for
+        an operator to fix, so not a warning)."""
         if self.available:
-            logger.warning(
+            logger.log(
+                logging.INFO if missing else logging.WARNING,
                 "Telegram refused a message draft (%s); streaming by editing messages instead",
                 reason,
             )
@@ -201,7 +204,7 @@ class DraftWriter:
         try:
             await self._draft(len(pieces) - 1, pieces[-1])
         except (InvalidToken, EndPointNotFound) as err:  # 404: the server has no such method
-            self._support.refused(str(err))
+            self._support.refused(str(err), missing=True)
         except BadRequest as err:  # e.g. drafts not allowed for this bot
             self._support.refused(err.message)
         except (NetworkError, RetryAfter) as err:
