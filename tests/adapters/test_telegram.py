@@ -478,11 +478,11 @@ DRAFTS = hasattr(ExtBot, "send_message_draft")
 
 async def test_a_private_answer_is_streamed_as_a_draft_then_sent_once(shop: BotDefinition) -> None:
     answer = " ".join(f"word{i}" for i in range(120))
-    async with FakeBotAPI(drafts=True) as api:
-        async with running(api, shop, responder=ScriptedResponder(answer, chunk=6, pause=0.005)):
-            api.push(text_update("Tell me everything"))
-            await api.until(lambda: api.chat(PRIVATE_CHAT))
-            await asyncio.sleep(0.2)  # nothing more may arrive after the final text
+    responder = ScriptedResponder(answer, chunk=6, pause=0.005)
+    async with FakeBotAPI(drafts=True) as api, running(api, shop, responder=responder):
+        api.push(text_update("Tell me everything"))
+        await api.until(lambda: api.chat(PRIVATE_CHAT))
+        await asyncio.sleep(0.2)  # nothing more may arrive after the final text
     (message,) = api.chat(PRIVATE_CHAT)
     assert message.text == answer and message.parse_mode == "HTML"
     if not DRAFTS:  # this python-telegram-bot cannot send drafts: edits, as before
@@ -517,10 +517,10 @@ async def test_a_long_private_answer_sends_each_full_message_and_drafts_the_rest
 
 async def test_a_group_answer_is_streamed_by_edits_not_drafts(shop: BotDefinition) -> None:
     answer = " ".join(f"word{i}" for i in range(60))
-    async with FakeBotAPI(drafts=True) as api:
-        async with running(api, shop, responder=ScriptedResponder(answer, chunk=6, pause=0.01)):
-            api.push(group_update(f"@{BOT_USERNAME} tell me everything"))
-            await api.until(lambda: api.chat(GROUP_CHAT) and api.messages[0].text == answer)
+    responder = ScriptedResponder(answer, chunk=6, pause=0.01)
+    async with FakeBotAPI(drafts=True) as api, running(api, shop, responder=responder):
+        api.push(group_update(f"@{BOT_USERNAME} tell me everything"))
+        await api.until(lambda: api.chat(GROUP_CHAT) and api.messages[0].text == answer)
     assert api.chat(GROUP_CHAT)[0].edits and not api.called("sendMessageDraft")
 
 
