@@ -2,11 +2,12 @@
 in a private chat as a message draft that Telegram animates (`sendMessageDraft`, Bot API
 9.3, python-telegram-bot 22.6), sent as a message once complete.
 
-Telegram's flood control is python-telegram-bot's `AIORateLimiter`: it spaces
-requests out and retries a request refused with `RetryAfter` once the wait is
-over. What is left to this module is never losing the text: HTML that Telegram
-cannot parse is re-sent as plain text, "message is not modified" is not an
-error, and the final text is tried again through network errors.
+Telegram's flood control is python-telegram-bot's `AIORateLimiter` when the bot has
+one (the channel's always does): it spaces requests out and retries a request refused
+with `RetryAfter` once the wait is over; without one, the final text waits here.
+What is left to this module is never losing the text: HTML that Telegram cannot parse
+is re-sent as plain text, "message is not modified" is not an error, and the final
+text is tried again through network errors.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -74,6 +76,13 @@ class ReplyWriter:
         self._destination = destination
         self._before_first = before_first
         self._shown: list[_Shown] = []
+        # An Application of your own may have no rate limiter (python-telegram-bot refuses
+        # rate_limit_args then).
+        self._limited = bot.rate_limiter is not None
+        self._flood_until = 0.0
+
+    def _rate_limit_args(self, final: bool) -> int | None:
+        return FINAL_RATE_LIMIT_RETRIES if final and self._limited else None
 
     async def show(self, markdown: str, *, final: bool = True) -> None:
         """Make the chat show `markdown`; a partial text that cannot be shown now is skipped,
@@ -93,11 +102,22 @@ class ReplyWriter:
         """Run a send or an edit. A partial update that fails is skipped (the next one shows
         the same text and more); the final one is tried again through network errors."""
         chat = self._destination.chat_id
+        loop = asyncio.get_running_loop()
         for attempt in range(1, FINAL_ATTEMPTS + 1):
+            if (wait := self._flood_until - loop.time()) > 0:  # only without a rate limiter
+                if not final:
+                    return False
+                await asyncio.sleep(wait)
             try:
                 await action()
                 return True
             except (NetworkError, RetryAfter) as err:
+                if isinstance(err, RetryAfter) and not self._limited:
+                    # Telegram's wait, kept here as the rate limiter would keep it.
+                    self._flood_until = loop.time() + _seconds(err.retry_after)
+                    logger.warning("chat %s: %s", chat, err)
+                    if final and attempt < FINAL_ATTEMPTS:
+                        continue
                 if not final:
                     logger.debug("skipped a partial update of chat %s: %s", chat, err)
                     return False
@@ -123,7 +143,7 @@ class ReplyWriter:
                 reply_parameters=(
                     ReplyParameters(quote, allow_sending_without_reply=True) if quote else None
                 ),
-                rate_limit_args=FINAL_RATE_LIMIT_RETRIES if final else None,
+                rate_limit_args=self._rate_limit_args(final),
             )
 
         message = await _formatted_or_plain(send, piece)
@@ -139,7 +159,7 @@ class ReplyWriter:
                     chat_id=self._destination.chat_id,
                     message_id=shown.message_id,
                     parse_mode=parse_mode,
-                    rate_limit_args=FINAL_RATE_LIMIT_RETRIES if final else None,
+                    rate_limit_args=self._rate_limit_args(final),
                 )
             except BadRequest as err:
                 if "not modified" not in err.message.lower():
@@ -228,6 +248,11 @@ class DraftWriter:
             )
 
         await _formatted_or_plain(draft, piece)
+
+
+def _seconds(wait: float | timedelta) -> float:
+    """`RetryAfter.retry_after`: seconds, or a timedelta (PTB_TIMEDELTA, python-telegram-bot 23)."""
+    return wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
 
 
 async def _formatted_or_plain(post: Callable[[str, str | None], Awaitable[T]], piece: Piece) -> T:
