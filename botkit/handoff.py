@@ -147,8 +147,10 @@ class Handoffs:
         if handoff.id == new.id:
             self._emit("requested", handoff)
         if handoff.desk_ref is None:
-            asked = Turn("user", message.text, now, 0, id=message.message_id)
-            transcript = [*history[-(TRANSCRIPT_TURNS - 1) :], asked]
+            transcript = list(history[-TRANSCRIPT_TURNS:])
+            if message.text:  # not stored yet when the history was read
+                asked = Turn("user", message.text, now, 0, id=message.message_id)
+                transcript = [*history[-(TRANSCRIPT_TURNS - 1) :], asked]
             try:
                 desk_ref = await self._desk(handoff).requested(handoff, transcript)
             except Exception:

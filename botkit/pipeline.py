@@ -28,7 +28,7 @@ from botkit.errors import BotkitError, ConfigError, ContextLengthError
 from botkit.home import BotDefinition
 from botkit.llm.base import Completion, Responder
 from botkit.llm.offline import FaqResponder
-from botkit.messages import IncomingMessage, Reply, ReplyKind, Turn
+from botkit.messages import Handoff, IncomingMessage, Reply, ReplyKind, Turn
 from botkit.prompting.composer import Prompt, PromptComposer
 from botkit.prompting.faq import FaqSnippet
 from botkit.prompting.templates import DEFAULTS
@@ -228,6 +228,26 @@ class Pipeline:
             )
             await self._store_answer(message, reply, lease)
         yield self._done(message, reply, started)
+
+    async def hand_off(
+        self, message: IncomingMessage, *, trigger: str, reason: str, address: dict[str, Any]
+    ) -> tuple[Handoff, bool]:
+        """Hand the conversation to people from outside its messages (the sessions API);
+        `message` names the customer (its text is not stored). The customer is told as
+        for /human. True when handed off now; False when it already was (nobody is told
+        again). Only for a bot with a `[handoff]` table."""
+        assert self.handoffs is not None, f"bot {self.bot.name} has no [handoff] table"
+        key = message.conversation_key
+        async with self.store.lock(key) as lease:
+            current = await self.store.handoff_current(key)
+            if current is not None:
+                return current, False
+            history = await self._history(message)
+            reply = await self._hand_off(message, history, address, lease, trigger, reason)
+        assert reply.handoff is not None
+        handoff = await self.store.handoff_get(reply.handoff)
+        assert handoff is not None
+        return handoff, True
 
     # --- the steps ---------------------------------------------------------------------
 

@@ -135,6 +135,9 @@ async def serve(app: BotApp, options: ServeOptions, *, reload: bool = False) -> 
         finally:  # a signal, a failed channel, or this task cancelled: stop the same way
             logger.info("stopping: letting in-flight replies finish")
             health.stopping = True
+            for part in parts:  # streams that never end on their own end now
+                if (stopping := getattr(part, "stopping", None)) is not None:
+                    stopping()
             server.should_exit = True
             await asyncio.shield(server_task)
             for task in [*workers, *background]:

@@ -164,6 +164,13 @@ class WebSettings(BaseModel):
         return [key.strip() for key in raw.split(",") if key.strip()]
 
 
+class HandoffDeskSettings(BaseModel):
+    """The desks' secrets; which desk a bot hands over to is in its `[handoff]` table."""
+
+    webhook_secret: SecretStr | None = None
+    """`BOTKIT_HANDOFF_WEBHOOK_SECRET`: the key the webhook desk signs its events with."""
+
+
 class Settings(BaseModel):
     """The process's settings, as plain values: the bot home, the store, the LLM, channels.
 
@@ -178,6 +185,7 @@ class Settings(BaseModel):
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
     web: WebSettings = WebSettings()
+    handoff: HandoffDeskSettings = HandoffDeskSettings()
 
     @classmethod
     def from_environment(cls, *, home: Path | None = None) -> Settings:

@@ -46,7 +46,10 @@ class Channel(Protocol):
     A channel that can answer from any worker also has `resume(item)` (see
     `botkit.inbox.Resumes`): the inbox hands it the messages a dead worker accepted
     and the messages people write to its customers. It may have a `ready` attribute,
-    False while it connects (`/readyz` answers 503 until it is True).
+    False while it connects (`/readyz` answers 503 until it is True), and a
+    `stopping()` method, called when a stop begins, before the HTTP server waits for
+    the requests under way: there it ends requests that never end on their own (the
+    web channel's live event streams).
     """
 
     def routes(self) -> Sequence[BaseRoute]:

@@ -404,6 +404,7 @@ class Feed:
 
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._listener: asyncio.Task[None] | None = None
 
     async def publish(self, topic: str) -> None:
         """Wake this process's readers of `topic`, and those of other processes."""
@@ -431,8 +432,27 @@ class Feed:
     async def _publish_remote(self, topic: str) -> None:  # noqa: B027 - one process: nothing to do
         """Tell other processes."""
 
-    async def _listening(self) -> None:  # noqa: B027 - one process: nothing to do
-        """Make sure notices from other processes reach `_wake`."""
+    async def _listening(self) -> None:
+        """Make sure notices from other processes reach `_wake`: `_listen` runs on a task
+        of its own from the first subscription on (and again if it ended)."""
+        if type(self)._listen is Feed._listen:
+            return
+        if self._listener is None or self._listener.done():
+            ready = asyncio.Event()
+            self._listener = asyncio.create_task(self._listen(ready), name="botkit-feed")
+            await ready.wait()
+
+    async def _listen(self, ready: asyncio.Event) -> None:
+        """Hand other processes' notices to `_wake` until cancelled, setting `ready` once
+        listening (or once it cannot: readers then poll). One process: nothing to do."""
+        ready.set()
+
+    async def _stop_listening(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
 
 
 class Subscription:
@@ -464,6 +484,7 @@ class Store(ConversationStore, RecordStore, UsageLedger, RateCounter, Inbox, Han
         keeper: LeaseKeeper | None = self.__dict__.get("_lease_keeper")
         if keeper is not None:
             await keeper.aclose()
+        await self._stop_listening()
 
 
 def gcra(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -137,7 +138,9 @@ class MemoryStore(Store):
         if dedupe is not None and not await self.claim(f"inbox:{dedupe}", ttl=_DEDUPE_SECONDS):
             return None
         item = InboxItem(str(next(self._ids)), channel, conversation, copy.deepcopy(payload))
-        self._inbox[item.id] = _Pending(item, time.time() + self.lease if owned else 0.0)
+        # An owned item stays with this process until done or let go: no other process can
+        # take it, and its lease is never renewed, so it must not run out.
+        self._inbox[item.id] = _Pending(item, math.inf if owned else 0.0)
         if not owned:
             await self.publish(INBOX_TOPIC)
         return item
@@ -150,7 +153,7 @@ class MemoryStore(Store):
                 break
             if pending.item.channel in channels and pending.expires <= now:
                 pending.item = dataclasses.replace(pending.item, attempts=pending.item.attempts + 1)
-                pending.expires = now + self.lease
+                pending.expires = math.inf
                 taken.append(pending.item)
         return taken
 

@@ -357,7 +357,6 @@ class PostgresStore(Store):
         if len(channel.encode()) > 63:  # PostgreSQL's longest identifier
             channel = f"botkit:{hashlib.sha1(schema.encode()).hexdigest()}"
         self._channel = channel
-        self._listener: asyncio.Task[None] | None = None
         self._writes_until_sweep = _SWEEP_EVERY
 
     @classmethod
@@ -819,12 +818,6 @@ class PostgresStore(Store):
     async def _publish_remote(self, topic: str) -> None:
         await self._fetch("SELECT pg_notify($1, $2)", self._channel, topic, retry=True)
 
-    async def _listening(self) -> None:
-        if self._listener is None or self._listener.done():
-            ready = asyncio.Event()
-            self._listener = asyncio.create_task(self._listen(ready), name="botkit-postgres-feed")
-            await ready.wait()
-
     async def _listen(self, ready: asyncio.Event) -> None:
         """One LISTEN connection per store, outside the pool, fanned out to its readers;
         connected again whenever it drops (waiting 1 s, then longer, up to 30 s)."""
@@ -907,10 +900,6 @@ class PostgresStore(Store):
 
     async def aclose(self) -> None:
         await super().aclose()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
         await self._pool.close()
 
     def _error(self, err: BaseException) -> StoreError:

@@ -130,7 +130,6 @@ class RedisStore(Store):
         self.worker = secrets.token_hex(8)
         self._locks: dict[str, Lock] = {}
         self._streams: set[str] = set()
-        self._listener: asyncio.Task[None] | None = None
         self._fenced_append = client.register_script(_FENCED_APPEND)
         self._reset = client.register_script(_RESET)
         self._gcra = client.register_script(_GCRA)
@@ -554,12 +553,6 @@ class RedisStore(Store):
         except RedisError as err:
             raise self._error(err) from err
 
-    async def _listening(self) -> None:
-        if self._listener is None or self._listener.done():
-            ready = asyncio.Event()
-            self._listener = asyncio.create_task(self._listen(ready), name="botkit-redis-feed")
-            await ready.wait()
-
     async def _listen(self, ready: asyncio.Event) -> None:
         """One pub/sub connection per process, fanned out to its readers."""
         while True:
@@ -581,10 +574,6 @@ class RedisStore(Store):
 
     async def aclose(self) -> None:
         await super().aclose()
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
         await self._redis.aclose()
 
     def _error(self, err: RedisError) -> StoreError:

@@ -14,12 +14,11 @@ from httpx_sse import aconnect_sse
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
-from botkit.adapters import ServeOptions
-from botkit.adapters.web import build
+from botkit.adapters.web.replies import FAILED
 from botkit.app import BotApp
+from botkit.errors import StoreError
 from botkit.home import BotDefinition, BotHome
 from botkit.messages import Turn, Usage, conversation_key
-from botkit.serve import Health
 from botkit.settings import Settings
 from botkit.stores import MemoryStore
 from botkit.testing import FakeLLM, write_bot
@@ -29,6 +28,7 @@ from tests.adapters.web_testing import (
     FailingResponder,
     ScriptedResponder,
     WebServer,
+    served_routes,
     web_server,
 )
 
@@ -208,10 +208,7 @@ async def test_a_failing_store_is_a_json_500_or_an_error_event(
     assert_error(await client.post(url, json={"message": "hi"}), 500, "internal")
     async with aconnect_sse(client, "POST", url, json={"message": "hi", "stream": True}) as source:
         events = [(event.event, event.json()) async for event in source.aiter_sse()]
-    assert events[-1] == (
-        "error",
-        {"error": {"code": "internal", "message": "the reply could not be completed"}},
-    )
+    assert events[-1] == ("error", {"error": {"code": "internal", "message": FAILED}})
 
 
 # ---- access ---------------------------------------------------------------------------
@@ -243,6 +240,16 @@ async def test_every_v1_route_needs_a_valid_key(
             method, url, json=body, headers={"Authorization": f"bearer {KEY}"}
         )
     assert accepted.status_code < 300
+
+
+async def test_live_events_and_handoffs_need_a_valid_key(
+    server: WebServer, client: httpx.AsyncClient
+) -> None:
+    session_id = await new_session(client)
+    async with server.client("wrong-key") as stranger:
+        for method, path in [("GET", "events"), ("POST", "handoff")]:
+            response = await stranger.request(method, f"/v1/sessions/{session_id}/{path}")
+            assert_error(response, 401, "unauthorized")
 
 
 async def test_without_configured_keys_the_api_refuses_everyone(shop: BotDefinition) -> None:
@@ -410,27 +417,131 @@ async def test_metrics_are_per_app(shop: BotDefinition) -> None:
         assert first.pipelines["shop"].listeners == [first.metrics.observe]
 
 
-async def test_openapi_validates_and_matches_the_routes(
-    server: WebServer, client: httpx.AsyncClient
-) -> None:
-    document = (await client.get("/openapi.json")).json()
-    validate(document)
-    described = {
-        (path, method.upper())
-        for path, item in document["paths"].items()
-        for method in item
-        if method != "parameters"
-    }
-    channel = build(server.app, ServeOptions())
-    served = {
-        (route.path, method)
-        for route in [*channel.routes(), *Health(server.app, [channel]).routes()]
-        if isinstance(route, Route) and route.include_in_schema
-        for method in route.methods or ()
-        if method != "HEAD"
-    }
-    await channel.aclose()
+@pytest.mark.parametrize("desk", [None, "webhook"])
+async def test_openapi_validates_and_matches_the_routes(home: Path, desk: str | None) -> None:
+    settings = None
+    if desk is not None:
+        settings = f'[handoff]\ndesk = "{desk}"\nwebhook_url = "https://desk.example.com/h"\n'
+    write_bot(home, "shop", settings=settings)
+    bot = BotHome(home).load_checked("shop")
+    served_settings = {"handoff": {"webhook_secret": "s"}}
+    async with web_server([bot], settings=served_settings) as server, server.client() as client:
+        document = (await client.get("/openapi.json")).json()
+        validate(document)
+        described = {
+            (path, method.upper())
+            for path, item in document["paths"].items()
+            for method in item
+            if method != "parameters"
+        }
+        served = {
+            (route.path, method)
+            for route in served_routes(server.app)
+            if isinstance(route, Route) and route.include_in_schema
+            for method in route.methods or ()
+            if method != "HEAD"
+        }
     assert described == served
     assert {"/v1/sessions", "/v1/models", "/healthz", "/readyz", "/metrics"} <= {
         p for p, _ in served
     }
+    handoffs_api = {p for p, _ in served if p.startswith("/v1/handoffs")}
+    assert bool(handoffs_api) == (desk == "webhook")
+    assert ("webhooks" in document) == (desk == "webhook")
+
+
+# ---- the inbox and retries ----------------------------------------------------------------
+
+
+class UnavailableInbox(MemoryStore):
+    """A store that cannot take a message into its inbox (as Redis going away would)."""
+
+    async def inbox_add(self, **fields: Any) -> None:  # type: ignore[override]
+        raise StoreError("Redis store at 127.0.0.1:6379: Connection refused")
+
+
+async def test_a_message_the_store_cannot_take_is_a_503_and_nothing_is_kept(
+    server: WebServer, client: httpx.AsyncClient
+) -> None:
+    session_id = await new_session(client)
+    broken = UnavailableInbox()
+    server.app.pipelines["shop"].store = broken
+    url = f"/v1/sessions/{session_id}/messages"
+    for body in ({"message": "hi"}, {"message": "hi", "stream": True}):
+        response = await client.post(url, json=body)
+        error = assert_error(response, 503, "unavailable")
+        assert response.headers["retry-after"] == "5" and "again" in error["message"]
+    key = conversation_key("shop", "web", session_id)
+    assert await broken.recent(key, 10) == [] and await server.app.store.recent(key, 10) == []
+
+
+async def test_a_repeated_idempotency_key_gets_the_first_reply_and_stores_nothing_twice(
+    shop: BotDefinition,
+) -> None:
+    llm = FakeLLM("Your parcel left today.")
+    settings = {"llm": {"api_key": "sk-test", "base_url": "http://llm.invalid/v1"}}
+    served = web_server([shop], settings=settings, transport=llm.transport)
+    async with served as server, server.client() as client:
+        session_id = await new_session(client)
+        url = f"/v1/sessions/{session_id}/messages"
+        key = {"Idempotency-Key": "3f1c9a52-2b44-4c1e-9a55-0d2f7f3c1e11"}
+        first = await client.post(url, json={"message": "Where is my parcel?"}, headers=key)
+        again = await client.post(url, json={"message": "Where is my parcel?"}, headers=key)
+        streamed = await client.post(
+            url, json={"message": "Where is my parcel?", "stream": True}, headers=key
+        )
+        other = await client.post(url, json={"message": "Where is my parcel?"})
+        history = (await client.get(f"/v1/sessions/{session_id}")).json()["messages"]
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json() and first.json()["reply"] == "Your parcel left today."
+    assert "idempotent-replayed" not in first.headers
+    assert again.headers["idempotent-replayed"] == "true"
+    assert 'event: done\ndata: {"reply":"Your parcel left today."' in streamed.text
+    assert other.json()["message_id"] != first.json()["message_id"]  # no key: a new message
+    assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
+    assert len(llm.requests) == 2
+
+
+async def test_a_repeat_waits_for_the_first_reply(server: WebServer) -> None:
+    gate = asyncio.Event()
+    responder = ScriptedResponder(["slow ", "answer"], gate=gate)
+    server.app.pipelines["shop"].responder = responder
+    async with server.client() as client:
+        session_id = await new_session(client)
+        url = f"/v1/sessions/{session_id}/messages"
+        key = {"Idempotency-Key": "k-1"}
+        body = {"message": "hi", "stream": True}
+        first = asyncio.create_task(client.post(url, json=body, headers=key))
+        await asyncio.wait_for(responder.started.wait(), 5)
+        repeat = asyncio.create_task(client.post(url, json={"message": "hi"}, headers=key))
+        await asyncio.sleep(0.2)
+        assert not repeat.done()  # it waits, rather than storing the message again
+        gate.set()
+        replies = await asyncio.gather(first, repeat)
+        history = (await client.get(f"/v1/sessions/{session_id}")).json()["messages"]
+    assert replies[1].json()["reply"] == "slow answer"
+    assert replies[1].json()["message_id"] in replies[0].text
+    assert [m["content"] for m in history] == ["hi", "slow answer"]
+
+
+async def test_idempotency_keys_are_per_session_and_per_message(client: httpx.AsyncClient) -> None:
+    first, second = await new_session(client), await new_session(client)
+    key = {"Idempotency-Key": "same-key"}
+    asked = {"message": "When are you open?"}
+    one = await client.post(f"/v1/sessions/{first}/messages", json=asked, headers=key)
+    two = await client.post(f"/v1/sessions/{second}/messages", json=asked, headers=key)
+    assert "idempotent-replayed" not in two.headers
+    assert one.json()["message_id"] != two.json()["message_id"]
+    reused = await client.post(
+        f"/v1/sessions/{first}/messages", json={"message": "Something else"}, headers=key
+    )
+    assert_error(reused, 422, "idempotency_key_reused")
+    for bad in ("", "x" * 256, "ключ"):
+        response = await client.post(
+            f"/v1/sessions/{first}/messages",
+            json=asked,
+            headers={"Idempotency-Key": bad.encode()},
+        )
+        assert "Idempotency-Key" in assert_error(response, 422, "invalid_request")["message"]
+    history = (await client.get(f"/v1/sessions/{first}")).json()["messages"]
+    assert len(history) == 2

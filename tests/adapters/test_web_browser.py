@@ -12,16 +12,21 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from botkit.home import BotDefinition
-from tests.adapters.web_testing import ScriptedResponder, web_server
+from botkit.errors import StoreError
+from botkit.home import BotDefinition, BotHome
+from botkit.messages import Turn
+from botkit.testing import FakeDesk, write_bot
+from tests.adapters.web_testing import KEY, ScriptedResponder, web_server
+from tests.conftest import SHOP_FAQ
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -227,3 +232,116 @@ async def test_the_embed_snippet_opens_the_chat_on_another_site(shop: BotDefinit
 
         answer = await asyncio.to_thread(scenario)
     assert answer == "We are open Monday to Friday, 9:00 to 17:00."
+
+
+def entries(driver: Any) -> list[tuple[str, str, str]]:
+    """Each item of the conversation, read at one instant: its kind (user, assistant,
+    agent, notice), the name shown with it (a person's) and its text."""
+    found: list[list[str]] = driver.execute_script(
+        """
+        return [...document.querySelectorAll("#messages > li")].map((item) => [
+          ["user", "assistant", "agent", "notice"].find((k) => item.classList.contains(k)),
+          item.querySelector(".who")?.innerText.trim() || "",
+          item.querySelector(".body").innerText.trim(),
+        ]);
+        """
+    )
+    return [(kind, who, text) for kind, who, text in found]
+
+
+async def test_a_persons_messages_appear_live_with_their_name(tmp_path: Path) -> None:
+    if MISSING:
+        pytest.fail(f"CI is set but the browser is missing: {', '.join(MISSING)}")
+    handoff = '[handoff]\ndesk = "webhook"\nwebhook_url = "https://desk.example.com/hook"\n'
+    write_bot(tmp_path, "shop", faq=SHOP_FAQ, settings=handoff)
+    shop = BotHome(tmp_path).load_checked("shop")
+    settings = {"handoff": {"webhook_secret": "s"}}
+    async with web_server([shop], settings=settings, desks={"shop": FakeDesk()}) as server:
+        headers = {"Authorization": f"Bearer {KEY}"}
+
+        def scenario() -> list[tuple[str, str, str]]:
+            def act(path: str, body: dict[str, str]) -> None:
+                [waiting] = people.get("/v1/handoffs").json()["handoffs"]
+                response = people.post(f"/v1/handoffs/{waiting['handoff_id']}/{path}", json=body)
+                assert response.is_success, response.text
+
+            with chromium() as driver, httpx.Client(base_url=server.url, headers=headers) as people:
+                driver.get(server.url + "/")
+                wait_for(driver, lambda d: entries(d)[:1], "the welcome")
+                ask(driver, "/human")
+                wait_for(driver, lambda d: "handing you over" in entries(d)[-1][2], "handoff")
+
+                # Anna takes it and writes through the handoffs API: the page shows it live.
+                act("take", {"agent": "Anna"})
+                act("messages", {"agent": "Anna", "text": "Hi, I'm **Anna**. How can I help?"})
+                wait_for(driver, lambda d: entries(d)[-1][0] == "agent", "Anna's message")
+
+                ask(driver, "My parcel is late.")  # to Anna: no answer from the assistant
+                wait_for(driver, lambda d: entries(d)[-1][0] == "user", "the relayed message")
+                act("resolve", {})
+                wait_for(driver, lambda d: entries(d)[-1][0] == "notice", "back to the bot")
+                ask(driver, "When are you open?")
+                wait_for(driver, lambda d: "Monday" in entries(d)[-1][2], "the bot again")
+                return entries(driver)
+
+        shown = await asyncio.to_thread(scenario)
+    assert shown[1:] == [
+        ("user", "", "/human"),
+        ("assistant", "", shown[2][2]),
+        ("notice", "", "Anna from our team has joined the conversation."),
+        ("agent", "Anna", "Hi, I'm Anna. How can I help?"),
+        ("user", "", "My parcel is late."),
+        (
+            "notice",
+            "",
+            "Anna has finished helping you: you're back with the shop assistant. Ask me anything.",
+        ),
+        ("user", "", "When are you open?"),
+        ("assistant", "", "We are open Monday to Friday, 9:00 to 17:00."),
+    ]
+
+
+async def test_an_answer_finished_later_takes_its_place_on_the_page(shop: BotDefinition) -> None:
+    if MISSING:
+        pytest.fail(f"CI is set but the browser is missing: {', '.join(MISSING)}")
+    async with web_server([shop]) as server:
+        store = server.app.store
+        stored = store.append
+        failures = [StoreError("the store went away mid-answer")]
+
+        async def append_failing_once(key: str, turns: Sequence[Turn], **fields: Any) -> None:
+            if turns[0].role == "assistant" and failures:
+                raise failures.pop()
+            await stored(key, turns, **fields)
+
+        store.append = append_failing_once  # type: ignore[method-assign]
+
+        def scenario() -> list[tuple[str, str, str]]:
+            from selenium.webdriver.common.by import By
+
+            with chromium() as driver:
+                driver.get(server.url + "/")
+                wait_for(driver, lambda d: entries(d)[:1], "the welcome")
+                ask(driver, "When are you open?")
+                status = wait_for(
+                    driver,
+                    lambda d: d.find_element(By.ID, "status").is_displayed(),
+                    "the interrupted answer",
+                )
+                assert status
+                assert "appear here" in driver.find_element(By.ID, "status").text
+                # The inbox tries the message again; its answer arrives live, in place.
+                wait_for(
+                    driver,
+                    lambda d: not d.find_elements(By.CSS_SELECTOR, "#messages .waiting"),
+                    "the answer, finished later",
+                    timeout=20,
+                )
+                assert not driver.find_element(By.ID, "status").is_displayed()
+                return entries(driver)
+
+        shown = await asyncio.to_thread(scenario)
+    assert shown[1:] == [
+        ("user", "", "When are you open?"),
+        ("assistant", "", "We are open Monday to Friday, 9:00 to 17:00."),
+    ]

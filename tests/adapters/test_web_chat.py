@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,10 @@ from httpx_sse import aconnect_sse
 
 from botkit.adapters.web.protocol import ApiError
 from botkit.adapters.web.ratelimit import ClientRateLimit
-from botkit.adapters.web.sessions import Replies
+from botkit.adapters.web.replies import Replies
+from botkit.adapters.web.sessions import PUBLIC, Session
 from botkit.home import BotDefinition
 from botkit.llm.offline import FaqResponder
-from botkit.messages import IncomingMessage
 from botkit.pipeline import Pipeline
 from botkit.stores import MemoryStore
 from tests.adapters.web_testing import KEY, ScriptedResponder, WebServer, free_port, web_server
@@ -236,15 +237,17 @@ async def test_a_reply_under_way_finishes_when_the_server_stops(shop: BotDefinit
 
 
 async def test_a_closing_channel_refuses_new_replies(shop: BotDefinition) -> None:
-    pipeline = Pipeline(bot=shop, store=MemoryStore(), responder=FaqResponder(shop))
+    store = MemoryStore()
+    pipeline = Pipeline(bot=shop, store=store, responder=FaqResponder(shop))
     replies = Replies(grace=1)
     await replies.aclose()
+    session = Session(id="s", bot="shop", owner=PUBLIC, user="u", created=datetime.now(UTC))
     with pytest.raises(ApiError) as refused:
-        await replies.answer(
-            pipeline,
-            IncomingMessage(channel="web", bot="shop", conversation_id="c", user_id="u", text="hi"),
+        await replies.respond(
+            pipeline, session, session.message("hi"), stream=False, describe=lambda r: {}
         )
     assert refused.value.status == 503 and refused.value.headers["Retry-After"]
+    assert await store.inbox_take(["web/shop"]) == []  # nothing was accepted
 
 
 # ---- the command line -------------------------------------------------------------------

@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from starlette.routing import BaseRoute
 
 from botkit.adapters import ServeOptions
+from botkit.adapters.web import build
 from botkit.app import BotApp
+from botkit.handoff import Desk
 from botkit.home import BotDefinition
 from botkit.llm.base import Completion
 from botkit.messages import Usage
 from botkit.prompting.composer import Prompt
-from botkit.serve import serve
+from botkit.serve import Health, serve
 from botkit.settings import Settings
 from tests.loopback import free_port
 
@@ -49,12 +52,15 @@ async def web_server(
     *,
     settings: dict[str, Any] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    desks: Mapping[str, Desk] | None = None,
 ) -> AsyncIterator[WebServer]:
     values = {"store": {"url": "memory://"}, "web": {"api_keys": f"{KEY},{OTHER_KEY}"}}
     for section, fields in (settings or {}).items():
         values[section] = values.get(section, {}) | fields
     port = free_port()
-    async with BotApp(settings=Settings(**values), bots=bots, transport=transport) as app:
+    async with BotApp(
+        settings=Settings(**values), bots=bots, transport=transport, desks=desks
+    ) as app:
         task = asyncio.create_task(serve(app, ServeOptions(channels=("web",), port=port)))
         server = WebServer(app=app, url=f"http://127.0.0.1:{port}", task=task)
         try:
@@ -62,6 +68,18 @@ async def web_server(
             yield server
         finally:
             await server.stop()
+
+
+def served_routes(app: BotApp) -> list[BaseRoute]:
+    """The routes `botkit serve --channel web` serves for `app`, gathered as `serve` does:
+    the web channel's, each desk's and the health routes."""
+    from botkit.desks import load_desk
+
+    options = ServeOptions(channels=("web",))
+    parts = [build(app, options)]
+    desks = {bot.settings.handoff.desk for bot in app.bots if bot.settings.handoff}
+    parts += [load_desk(desk).serve(app, options) for desk in sorted(desks)]
+    return [*Health(app, parts).routes(), *(route for part in parts for route in part.routes())]
 
 
 async def _until_healthy(server: WebServer) -> None:

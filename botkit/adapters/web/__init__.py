@@ -2,8 +2,16 @@
 
 api.py        /v1/ sessions and models (API keys), /openapi.json
 page.py       the chat page at /, /embed.js, and its public sessions under /chat/
-sessions.py   session records in the store; replies run as tasks of their own
+sessions.py   session records in the store
+replies.py    a message into the inbox first, then answered in a task of its own;
+              a repeated Idempotency-Key replayed
+events.py     …/events: a session's new messages live, from any worker
+handoffs.py   /v1/handoffs: people answering through the API (the webhook desk)
 protocol.py   JSON bodies in, JSON errors and Server-Sent Events out
+
+Every message is in the store's inbox before the client hears of it; a worker
+that dies leaves it there, and another answers it (`WebChannel.resume`), as it
+delivers people's messages to web customers.
 """
 
 from __future__ import annotations
@@ -16,11 +24,16 @@ from starlette.routing import BaseRoute
 from botkit import __version__
 from botkit.adapters import ServeOptions
 from botkit.adapters.web.api import KeyAccess, SessionsApi
+from botkit.adapters.web.events import LiveEvents
 from botkit.adapters.web.openapi import openapi_document
 from botkit.adapters.web.page import ChatPage
 from botkit.adapters.web.ratelimit import ClientRateLimit
-from botkit.adapters.web.sessions import Replies, Sessions
+from botkit.adapters.web.replies import Replies, announce
+from botkit.adapters.web.sessions import Sessions
 from botkit.app import BotApp
+from botkit.errors import DeliveryError
+from botkit.messages import IncomingMessage
+from botkit.stores.base import InboxItem
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +42,7 @@ GRACE_SECONDS = 10.0
 
 
 class WebChannel:
-    """Serves the bots of a `BotApp` over HTTP; it has no background work of its own."""
+    """Serves the bots of a `BotApp` over HTTP, and carries out their web inbox items."""
 
     def __init__(
         self, app: BotApp, *, rate_window: float = 60.0, grace: float = GRACE_SECONDS
@@ -37,27 +50,34 @@ class WebChannel:
         web = app.settings.web
         self.app = app
         self.replies = Replies(grace=grace)
-        sessions = Sessions(app.store, app.pipelines)
+        self.events = LiveEvents(app.store)
+        self.sessions = Sessions(app.store, app.pipelines, handoffs=app.handoffs)
         per_minute = web.public_messages_per_minute
 
         def limit(name: str) -> ClientRateLimit:
             return ClientRateLimit(app.store, name=name, limit=per_minute, window=rate_window)
 
+        webhook_desk = any(
+            bot.settings.handoff is not None and bot.settings.handoff.desk == "webhook"
+            for bot in app.bots
+        )
         self.api = SessionsApi(
             pipelines=app.pipelines,
             models={bot.name: app.model_of(bot) for bot in app.bots},
             store=app.store,
-            sessions=sessions,
+            sessions=self.sessions,
             replies=self.replies,
+            events=self.events,
             access=KeyAccess(web.keys),
             max_message_chars=web.max_message_chars,
-            openapi=openapi_document(__version__),
+            openapi=openapi_document(__version__, handoffs_api=webhook_desk),
         )
         self.page = ChatPage(
             pipelines=app.pipelines,
             store=app.store,
-            sessions=sessions,
+            sessions=self.sessions,
             replies=self.replies,
+            events=self.events,
             message_limit=limit("message"),
             session_limit=limit("session"),
             max_message_chars=web.max_message_chars,
@@ -72,7 +92,28 @@ class WebChannel:
     async def run(self) -> None:
         return None
 
+    async def resume(self, item: InboxItem) -> None:
+        """A message a dead worker accepted (answered and stored here), or a person's
+        message for a web customer (already stored: announced to the session's live
+        views, unless the session is gone)."""
+        session_id = item.payload["address"]["session"]
+        if item.payload["kind"] == "message":
+            message = IncomingMessage.from_json(item.payload["message"])
+            if not await self.sessions.exists(session_id):
+                logger.info("a message of deleted web session %s is not answered", session_id)
+                return
+            await self.replies.resume(self.app.pipelines[message.bot], message, item)
+            return
+        if not await self.sessions.exists(session_id):
+            raise DeliveryError("the web session was deleted")
+        await announce(self.app.store, item.conversation)
+
+    def stopping(self) -> None:
+        """A stop has begun: end the live event streams (browsers reconnect elsewhere)."""
+        self.events.stop()
+
     async def aclose(self) -> None:
+        self.events.stop()
         await self.replies.aclose()
 
 

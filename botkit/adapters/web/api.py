@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from botkit.adapters.web.events import LiveEvents
 from botkit.adapters.web.protocol import (
     ApiError,
     body_limit,
@@ -20,17 +22,21 @@ from botkit.adapters.web.protocol import (
     read_json,
     wants_stream,
 )
+from botkit.adapters.web.replies import Idempotency, Replies, announce
 from botkit.adapters.web.schemas import (
+    HandoffInfo,
     MessageReply,
     ModelInfo,
     ModelList,
+    NewHandoff,
     NewMessage,
     NewSession,
     SessionCreated,
     SessionMessage,
     SessionState,
 )
-from botkit.adapters.web.sessions import Replies, Session, Sessions
+from botkit.adapters.web.sessions import Session, Sessions
+from botkit.messages import Turn
 from botkit.pipeline import Pipeline
 from botkit.stores.base import ConversationStore
 
@@ -81,14 +87,32 @@ def choose_bot(requested: str | None, served: Sequence[str], *, default_first: b
     return requested
 
 
-async def history(store: ConversationStore, session: Session) -> list[SessionMessage]:
-    turns = await store.recent(session.conversation_key, HISTORY_LIMIT)
-    return [
-        SessionMessage(
-            role=t.role, content=t.content, time=datetime.fromtimestamp(t.at, UTC), name=t.name
+async def history(store: ConversationStore, session: Session) -> list[Turn]:
+    return await store.recent(session.conversation_key, HISTORY_LIMIT)
+
+
+def session_message(turn: Turn) -> SessionMessage:
+    return SessionMessage(
+        role=turn.role,
+        content=turn.content,
+        time=datetime.fromtimestamp(turn.at, UTC),
+        name=turn.name,
+        kind=turn.kind,
+        in_reply_to=turn.reply_to,
+    )
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The `Idempotency-Key` header: any 1 to 255 printable ASCII characters (a UUID, say)."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not (0 < len(key) <= 255 and key.isascii() and key.isprintable()):
+        raise ApiError(
+            422, "invalid_request", "Idempotency-Key: must be 1 to 255 printable ASCII characters"
         )
-        for t in turns
-    ]
+    return key
 
 
 class SessionsApi:
@@ -102,6 +126,7 @@ class SessionsApi:
         store: ConversationStore,
         sessions: Sessions,
         replies: Replies,
+        events: LiveEvents,
         access: KeyAccess,
         max_message_chars: int,
         openapi: dict[str, Any],
@@ -111,6 +136,7 @@ class SessionsApi:
         self._store = store
         self._sessions = sessions
         self._replies = replies
+        self._events = events
         self._access = access
         self._max_chars = max_message_chars
         self._openapi = openapi
@@ -123,6 +149,8 @@ class SessionsApi:
             Route(
                 "/v1/sessions/{session_id}/messages", endpoint(self.post_message), methods=["POST"]
             ),
+            Route("/v1/sessions/{session_id}/events", endpoint(self.events), methods=["GET"]),
+            Route("/v1/sessions/{session_id}/handoff", endpoint(self.hand_off), methods=["POST"]),
             Route("/v1/models", endpoint(self.list_models), methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
         ]
@@ -139,13 +167,16 @@ class SessionsApi:
 
     async def read_session(self, request: Request) -> Response:
         session = await self._session(request)
+        # The position first: a turn stored meanwhile is sent again live, never missed.
+        last_event_id = await self._events.last_event_id(session.conversation_key)
         state = SessionState(
             session_id=session.id,
             bot=session.bot,
             user=session.user,
             created=session.created,
             metadata=session.metadata,
-            messages=await history(self._store, session),
+            messages=[session_message(t) for t in await history(self._store, session)],
+            last_event_id=last_event_id,
         )
         return JSONResponse(state.model_dump(mode="json"))
 
@@ -155,15 +186,53 @@ class SessionsApi:
 
     async def post_message(self, request: Request) -> Response:
         session = await self._session(request)
+        key = idempotency_key(request)
         body = await read_json(request, NewMessage, max_bytes=body_limit(self._max_chars))
-        message = session.message(message_text(body.message, max_chars=self._max_chars))
+        text = message_text(body.message, max_chars=self._max_chars)
+        idempotency = None
+        if key is not None:
+            idempotency = Idempotency.of(key, owner=session.owner, session=session.id, text=text)
+        message = session.message(text, message_id=idempotency.message_id if idempotency else None)
         message_id = message.message_id or ""
         return await self._replies.respond(
             self._pipelines[session.bot],
+            session,
             message,
             stream=wants_stream(request, body.stream),
             describe=lambda reply: MessageReply.of(reply, message_id).model_dump(mode="json"),
+            idempotency=idempotency,
         )
+
+    async def events(self, request: Request) -> Response:
+        session = await self._session(request)
+        return await self._events.stream(
+            request,
+            session.conversation_key,
+            describe=lambda turn: session_message(turn).model_dump(mode="json"),
+            still_there=lambda: self._sessions.exists(session.id),
+        )
+
+    async def hand_off(self, request: Request) -> Response:
+        """Hand the session to people, as if the customer had sent /human: 201 with the new
+        handoff (the customer is told), 200 with the one already open (nobody is told again)."""
+        session = await self._session(request)
+        body = await read_json(request, NewHandoff, max_bytes=body_limit(0))
+        pipeline = self._pipelines[session.bot]
+        if pipeline.handoffs is None:
+            raise ApiError(
+                409,
+                "handoff_unavailable",
+                f"bot {session.bot!r} hands nothing to people: it has no [handoff] table in "
+                f"bots/{session.bot}.toml",
+            )
+        message = session.message("", message_id=f"api_{secrets.token_urlsafe(12)}")
+        handoff, started = await pipeline.hand_off(
+            message, trigger="api", reason=body.reason.strip(), address=session.address
+        )
+        if started:
+            await announce(pipeline.store, session.conversation_key)
+        info = HandoffInfo.of(handoff).model_dump(mode="json")
+        return JSONResponse(info, status_code=201 if started else 200)
 
     async def list_models(self, request: Request) -> Response:
         self._access.owner(request)

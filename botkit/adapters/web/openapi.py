@@ -9,7 +9,15 @@ from pydantic.json_schema import models_json_schema
 
 from botkit.adapters.web import schemas as s
 
-REQUESTS: list[type[BaseModel]] = [s.NewSession, s.NewPublicSession, s.NewMessage]
+REQUESTS: list[type[BaseModel]] = [
+    s.NewSession,
+    s.NewPublicSession,
+    s.NewMessage,
+    s.NewHandoff,
+    s.TakeHandoff,
+    s.AgentMessage,
+    s.ResolveHandoff,
+]
 RESPONSES: list[type[BaseModel]] = [
     s.SessionCreated,
     s.SessionState,
@@ -20,26 +28,69 @@ RESPONSES: list[type[BaseModel]] = [
     s.ErrorBody,
     s.PageSession,
     s.PageReply,
+    s.HandoffInfo,
+    s.HandoffList,
+    s.DeskEvent,
 ]
 
 ERRORS = {
     "401": ("Unauthorized", "No API key, or not a valid one."),
     "403": ("Forbidden", "The public chat is turned off on this server."),
-    "404": ("NotFound", "No such session (or not one of this key's)."),
+    "404": ("NotFound", "No such session or handoff (or not one of this key's sessions)."),
+    "409": (
+        "Conflict",
+        "`handoff_closed`: the handoff is over; `handoff_taken`: another person has it; "
+        "`handoff_unavailable`: the bot has no [handoff] table; `idempotency_in_progress`: "
+        "the first request with this Idempotency-Key is still being answered (retry after "
+        "`Retry-After` s).",
+    ),
     "413": ("TooLarge", "The body or the message is too large."),
-    "422": ("Invalid", "The body is not JSON, not an object, or a field is missing or wrong."),
+    "422": (
+        "Invalid",
+        "The body is not JSON, not an object, or a field is missing or wrong; a header "
+        "(Idempotency-Key, Last-Event-ID) is malformed; or an Idempotency-Key was used for "
+        "another message (`idempotency_key_reused`).",
+    ),
     "429": ("RateLimited", "Too many messages from this client; retry after `Retry-After` s."),
-    "503": ("Unavailable", "The server is shutting down."),
+    "503": (
+        "Unavailable",
+        "The server is shutting down, or the store cannot be reached (nothing was kept); "
+        "retry after `Retry-After` s.",
+    ),
 }
 
 SSE = (
     "Server-Sent Events: `delta` events (data: StreamDelta) as the reply is generated, "
     "then one `done` event whose data is the whole reply (the JSON response's shape), "
-    "or an `error` event (data: ErrorBody)."
+    "or an `error` event (data: ErrorBody). A message relayed to the person handling "
+    'the conversation has no deltas and a reply of kind "relayed" with empty text.'
 )
+LIVE = (
+    "Server-Sent Events, each with an `id`, as messages are stored (by any worker): "
+    "`agent` (a person's message, with their `name`), `notice` (`kind` handoff, joined, "
+    "resolved or timeout), `answer` (the bot's) and `user`; the data is {model}. A comment "
+    "line every 15 s keeps the connection open. Reconnect with `Last-Event-ID` to get "
+    "exactly what was missed."
+)
+WEBHOOKS = (
+    "POSTed by the webhook desk to the bot's `webhook_url`, signed: `X-Botkit-Signature: "
+    "sha256=<hex>` is the HMAC-SHA256 of the raw body under BOTKIT_HANDOFF_WEBHOOK_SECRET. "
+    "Answer 2xx; anything else (or no answer in 10 s) is retried with backoff for about "
+    "two minutes, then logged. Events of one handoff arrive in order."
+)
+EVENT_TYPES = {
+    "handoff.requested": "A conversation was handed over (with the last ten messages).",
+    "handoff.message": "The customer wrote during the handoff.",
+    "handoff.taken": "A person took the handoff.",
+    "handoff.resolved": "The handoff ended: resolved, or cancelled by the customer.",
+    "handoff.timeout": "Nobody took it in time; the bot answers again.",
+    "handoff.delivery_failed": "A person's message could not reach the customer.",
+}
 
 
-def openapi_document(version: str) -> dict[str, Any]:
+def openapi_document(version: str, *, handoffs_api: bool = False) -> dict[str, Any]:
+    """The document; `handoffs_api` when a bot hands over to the webhook desk (whose
+    routes, /v1/handoffs, and events are then described too)."""
     _, definitions = models_json_schema(
         [(model, "validation") for model in REQUESTS]
         + [(model, "serialization") for model in RESPONSES],
@@ -88,7 +139,24 @@ def openapi_document(version: str) -> dict[str, Any]:
                     body="NewMessage",
                     ok=("200", "MessageReply"),
                     stream=True,
-                    errors="401 404 413 422 503",
+                    errors="401 404 409 413 422 503",
+                    security=keyed,
+                    parameters=[_idempotency_key()],
+                ),
+            },
+            "/v1/sessions/{session_id}/events": {
+                "parameters": session,
+                "get": _live("The session's new messages, live", "SessionMessage", keyed),
+            },
+            "/v1/sessions/{session_id}/handoff": {
+                "parameters": session,
+                "post": _op(
+                    "Hand the session to people (as /human): 201 with a new handoff, 200 "
+                    "with the one already open",
+                    body="NewHandoff",
+                    ok=("201", "HandoffInfo"),
+                    also=("200", "HandoffInfo"),
+                    errors="401 404 409 413 422 503",
                     security=keyed,
                 ),
             },
@@ -159,7 +227,13 @@ def openapi_document(version: str) -> dict[str, Any]:
                     errors="403 404 413 422 429 503",
                 ),
             },
+            "/chat/sessions/{session_id}/events": {
+                "parameters": session,
+                "get": _live("A chat-page session's new messages, live", "PageMessage", None),
+            },
+            **(_handoff_paths(keyed) if handoffs_api else {}),
         },
+        **({"webhooks": _webhooks()} if handoffs_api else {}),
         "components": {
             "schemas": definitions["$defs"],
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
@@ -168,14 +242,147 @@ def openapi_document(version: str) -> dict[str, Any]:
     }
 
 
+def _handoff_paths(keyed: list[dict[str, list[str]]]) -> dict[str, Any]:
+    handoff = [_path_parameter("handoff_id", "The `handoff_id` a listing or an event gave.")]
+    return {
+        "/v1/handoffs": {
+            "get": _op(
+                "Waiting and taken handoffs of the webhook desk, oldest first",
+                ok=("200", "HandoffList"),
+                errors="401 422 503",
+                security=keyed,
+                parameters=[
+                    {
+                        "name": "bot",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "Only this bot's handoffs.",
+                    }
+                ],
+            )
+        },
+        "/v1/handoffs/{handoff_id}/take": {
+            "parameters": handoff,
+            "post": _op(
+                "Take the handoff: the customer is told the person joined",
+                body="TakeHandoff",
+                ok=("200", "HandoffInfo"),
+                errors="401 404 409 413 422 503",
+                security=keyed,
+            ),
+        },
+        "/v1/handoffs/{handoff_id}/messages": {
+            "parameters": handoff,
+            "post": _op(
+                "Send the customer a message (stored at once, delivered on their channel; a "
+                "failure arrives as handoff.delivery_failed)",
+                body="AgentMessage",
+                ok=("202", "HandoffInfo"),
+                errors="401 404 409 413 422 503",
+                security=keyed,
+            ),
+        },
+        "/v1/handoffs/{handoff_id}/resolve": {
+            "parameters": handoff,
+            "post": _op(
+                "Resolve the handoff: the customer is told, and the bot answers again",
+                body="ResolveHandoff",
+                ok=("200", "HandoffInfo"),
+                errors="401 404 409 413 422 503",
+                security=keyed,
+            ),
+        },
+    }
+
+
+def _webhooks() -> dict[str, Any]:
+    return {
+        name: {
+            "post": {
+                "summary": summary,
+                "description": WEBHOOKS,
+                "parameters": [
+                    {
+                        "name": "X-Botkit-Signature",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^sha256=[0-9a-f]{64}$"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("DeskEvent")}},
+                },
+                "responses": {"200": {"description": "Received (any 2xx)."}},
+            }
+        }
+        for name, summary in EVENT_TYPES.items()
+    }
+
+
+def _live(summary: str, model: str, security: list[dict[str, list[str]]] | None) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "parameters": [
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "The `id` of the last event received (or the state's "
+                "`last_event_id`): only what came after it is sent. Default: from now.",
+            },
+            {
+                "name": "after",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "The same as Last-Event-ID, for clients that cannot set headers.",
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": summary,
+                "content": {
+                    "text/event-stream": {
+                        "schema": {"type": "string", "description": LIVE.format(model=model)}
+                    }
+                },
+            },
+            **{
+                code: {"$ref": f"#/components/responses/{ERRORS[code][0]}"}
+                for code in (["401"] if security else ["403"]) + ["404", "422", "503"]
+            },
+        },
+    }
+    if security is not None:
+        operation["security"] = security
+    return operation
+
+
+def _idempotency_key() -> dict[str, Any]:
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "description": "A key of your choosing (a UUID, say): a repeat with the same key "
+        "within 24 hours stores nothing again and gets the first reply (waiting for it "
+        "if need be), with `Idempotent-Replayed: true`.",
+    }
+
+
 def _op(
     summary: str,
     *,
     ok: tuple[str, str | None],
+    also: tuple[str, str] | None = None,
     body: str | None = None,
     errors: str = "",
     stream: bool = False,
     security: list[dict[str, list[str]]] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     status, schema = ok
     success: dict[str, Any] = {"description": summary}
@@ -184,16 +391,23 @@ def _op(
     if stream:
         success["content"]["text/event-stream"] = {"schema": {"type": "string", "description": SSE}}
     responses = {status: success}
+    if also is not None:
+        responses[also[0]] = {
+            "description": summary,
+            "content": {"application/json": {"schema": _ref(also[1])}},
+        }
     for code in errors.split():
         responses[code] = {"$ref": f"#/components/responses/{ERRORS[code][0]}"}
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if body is not None:
         operation["requestBody"] = {
-            "required": body == "NewMessage",
+            "required": body in ("NewMessage", "TakeHandoff", "AgentMessage"),
             "content": {"application/json": {"schema": _ref(body)}},
         }
     if security is not None:
         operation["security"] = security
+    if parameters:
+        operation["parameters"] = parameters
     return operation
 
 
@@ -202,7 +416,7 @@ def _error(description: str, status: str) -> dict[str, Any]:
         "description": description,
         "content": {"application/json": {"schema": _ref("ErrorBody")}},
     }
-    if status in ("429", "503"):
+    if status in ("409", "429", "503"):
         response["headers"] = {
             "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
         }
@@ -213,11 +427,13 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _path_parameter() -> dict[str, Any]:
+def _path_parameter(
+    name: str = "session_id", description: str = "The id `POST …/sessions` returned."
+) -> dict[str, Any]:
     return {
-        "name": "session_id",
+        "name": name,
         "in": "path",
         "required": True,
         "schema": {"type": "string"},
-        "description": "The id `POST …/sessions` returned.",
+        "description": description,
     }

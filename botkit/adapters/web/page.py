@@ -19,7 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from botkit.adapters.web.api import choose_bot, history
+from botkit.adapters.web.api import choose_bot, history, session_message
+from botkit.adapters.web.events import LiveEvents
 from botkit.adapters.web.protocol import (
     ApiError,
     body_limit,
@@ -29,6 +30,7 @@ from botkit.adapters.web.protocol import (
     wants_stream,
 )
 from botkit.adapters.web.ratelimit import ClientRateLimit
+from botkit.adapters.web.replies import Replies
 from botkit.adapters.web.schemas import (
     NewMessage,
     NewPublicSession,
@@ -36,8 +38,8 @@ from botkit.adapters.web.schemas import (
     PageReply,
     PageSession,
 )
-from botkit.adapters.web.sessions import PUBLIC, Replies, Session, Sessions
-from botkit.messages import Reply
+from botkit.adapters.web.sessions import PUBLIC, Session, Sessions
+from botkit.messages import Reply, Turn
 from botkit.pipeline import Pipeline
 from botkit.stores.base import ConversationStore
 
@@ -75,6 +77,7 @@ class ChatPage:
         store: ConversationStore,
         sessions: Sessions,
         replies: Replies,
+        events: LiveEvents,
         message_limit: ClientRateLimit,
         session_limit: ClientRateLimit,
         max_message_chars: int,
@@ -84,6 +87,7 @@ class ChatPage:
         self._store = store
         self._sessions = sessions
         self._replies = replies
+        self._events = events
         self._message_limit = message_limit
         self._session_limit = session_limit
         self._max_chars = max_message_chars
@@ -102,6 +106,7 @@ class ChatPage:
                 endpoint(self.post_message),
                 methods=["POST"],
             ),
+            Route("/chat/sessions/{session_id}/events", endpoint(self.events), methods=["GET"]),
         ]
 
     async def page(self, request: Request) -> Response:
@@ -143,9 +148,19 @@ class ChatPage:
 
         return await self._replies.respond(
             self._pipelines[session.bot],
+            session,
             message,
             stream=wants_stream(request, body.stream),
             describe=describe,
+        )
+
+    async def events(self, request: Request) -> Response:
+        session = await self._session(request)
+        return await self._events.stream(
+            request,
+            session.conversation_key,
+            describe=lambda turn: _page_message(turn).model_dump(mode="json"),
+            still_there=lambda: self._sessions.exists(session.id),
         )
 
     async def _session(self, request: Request) -> Session:
@@ -154,27 +169,28 @@ class ChatPage:
 
     async def _state(self, session: Session) -> dict[str, object]:
         pipeline = self._pipelines[session.bot]
-        messages = [
-            PageMessage(
-                role=m.role,
-                content=m.content,
-                time=m.time,
-                html=to_html(m.content) if m.role == "assistant" else None,
-            )
-            for m in await history(self._store, session)
-        ]
+        # The position first: a turn stored meanwhile is sent again live, never missed.
+        last_event_id = await self._events.last_event_id(session.conversation_key)
         state = PageSession(
             session_id=session.id,
             bot=session.bot,
             title=pipeline.bot.description or session.bot,
             welcome_html=to_html(pipeline.composer.render("welcome", session.message(""))),
-            messages=messages,
+            messages=[_page_message(t) for t in await history(self._store, session)],
+            last_event_id=last_event_id,
         )
         return state.model_dump(mode="json")
 
     def _check_enabled(self) -> None:
         if not self._enabled:
             raise ApiError(403, "chat_page_off", "the public chat is turned off on this server")
+
+
+def _page_message(turn: Turn) -> PageMessage:
+    """A message ready to show: the bot's and people's Markdown as safe HTML, the
+    customer's own text as text."""
+    html = to_html(turn.content) if turn.role != "user" else None
+    return PageMessage(**session_message(turn).model_dump(), html=html)
 
 
 def _client(request: Request) -> str:

@@ -1,11 +1,13 @@
 """The HTTP edge of the web channel: request bodies in, JSON errors and SSE events out.
 
 Every failure a client can cause becomes an `ApiError`, answered as
-`{"error": {"code", "message"}}` with a 4xx status: bad input is never a 500.
+`{"error": {"code", "message"}}` with a 4xx status: bad input is never a 500. A
+store that cannot be reached is a 503 with `Retry-After`, so clients try again.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -13,6 +15,12 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+
+from botkit.errors import StoreError
+
+logger = logging.getLogger(__name__)
+RETRY_AFTER = "5"
+"""Seconds a client is asked to wait before retrying after a 503."""
 
 M = TypeVar("M", bound=BaseModel)
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -46,6 +54,10 @@ def not_found(what: str = "session") -> ApiError:
     return ApiError(404, "not_found", f"no such {what}")
 
 
+def unavailable(message: str) -> ApiError:
+    return ApiError(503, "unavailable", message, headers={"Retry-After": RETRY_AFTER})
+
+
 def endpoint(handler: Endpoint) -> Endpoint:
     """The handler, with its `ApiError`s answered as JSON."""
 
@@ -54,6 +66,9 @@ def endpoint(handler: Endpoint) -> Endpoint:
             return await handler(request)
         except ApiError as err:
             return err.response()
+        except StoreError as err:
+            logger.warning("%s %s: the store failed: %s", request.method, request.url.path, err)
+            return unavailable("the store cannot be reached; try again shortly").response()
         except ClientDisconnect:
             return Response(status_code=400)
 
@@ -98,9 +113,10 @@ def _too_large(max_bytes: int) -> ApiError:
     return ApiError(413, "too_large", f"the body is larger than {max_bytes} bytes")
 
 
-def sse_event(event: str, data: object) -> bytes:
+def sse_event(event: str, data: object, *, id: str | None = None) -> bytes:
     """One Server-Sent Event; JSON never contains a raw newline, so one data line suffices."""
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    head = b"id: " + id.encode() + b"\n" if id is not None else b""
+    return head + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 def wants_stream(request: Request, asked: bool) -> bool:

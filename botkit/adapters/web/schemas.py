@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from botkit.messages import Reply, ReplyKind, Role
+from botkit.messages import Handoff, Reply, ReplyKind, Role
 
 
 class _Request(BaseModel):
@@ -81,14 +81,32 @@ class PageReply(MessageReply):
 
 
 class SessionMessage(BaseModel):
+    """One message of a session, as listed and as sent live on `…/events`."""
+
     role: Role = Field(description='"agent" for a message from a person who took over.')
     content: str
     time: datetime
     name: str | None = Field(default=None, description="The agent's name (role agent).")
+    kind: str | None = Field(
+        default=None,
+        description=(
+            "What an assistant message is: a reply's kind (answer, fallback, command, "
+            "handoff…) or a notice: joined, resolved, timeout."
+        ),
+    )
+    in_reply_to: str | None = Field(
+        default=None, description="The `message_id` of the user message an answer answers."
+    )
 
 
 class PageMessage(SessionMessage):
-    html: str | None = Field(description="An assistant message's Markdown as safe HTML.")
+    html: str | None = Field(description="An assistant or agent message's Markdown as safe HTML.")
+
+
+LAST_EVENT_ID = (
+    "Where the live events continue from this state: send it as `Last-Event-ID` (or "
+    "`?after=`) to `…/events` to receive only what was stored after it."
+)
 
 
 class SessionState(BaseModel):
@@ -98,6 +116,7 @@ class SessionState(BaseModel):
     created: datetime
     metadata: dict[str, Any]
     messages: list[SessionMessage]
+    last_event_id: str = Field(description=LAST_EVENT_ID)
 
 
 class PageSession(BaseModel):
@@ -108,6 +127,7 @@ class PageSession(BaseModel):
     title: str
     welcome_html: str
     messages: list[PageMessage]
+    last_event_id: str = Field(description=LAST_EVENT_ID)
 
 
 class ModelInfo(BaseModel):
@@ -137,3 +157,124 @@ class StreamDelta(BaseModel):
     """One `delta` event of a streamed reply; the deltas joined are the whole reply."""
 
     delta: str
+
+
+# ---- handing over to people --------------------------------------------------------------
+
+
+class NewHandoff(_Request):
+    """Hand a session to people (the bot's `[handoff]` desk)."""
+
+    reason: str = Field(default="", max_length=1000, description="Shown to the people at the desk.")
+
+
+class TakeHandoff(_Request):
+    """A person takes a handed-off conversation."""
+
+    agent: str = Field(min_length=1, max_length=100, description="The name the customer sees.")
+    agent_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Your helpdesk's id for the person; default: their name.",
+    )
+
+
+class AgentMessage(TakeHandoff):
+    """A person's message to the customer; sent before a Take, it takes the handoff."""
+
+    text: str = Field(min_length=1)
+
+
+class ResolveHandoff(_Request):
+    """The people are done: the customer is told, and the bot answers again."""
+
+    agent: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class Person(BaseModel):
+    id: str
+    name: str | None
+
+
+class HandoffInfo(BaseModel):
+    """A conversation handed to people."""
+
+    handoff_id: str
+    bot: str
+    state: Literal["waiting", "human", "resolved"] = Field(
+        description="waiting: nobody has taken it; human: a person has; resolved: it is over."
+    )
+    outcome: str | None = Field(
+        description="How it ended: resolved, timeout (nobody took it in time) or cancelled "
+        "(the customer started over or deleted the session)."
+    )
+    trigger: str = Field(description="What started it: command, faq, fallbacks, tool or api.")
+    reason: str
+    channel: str = Field(description="The customer's channel: web, telegram, slack…")
+    customer: Person
+    session_id: str | None = Field(description="The web session, for a customer on the web.")
+    agent: Person | None = Field(description="The person who took it.")
+    created: datetime
+    updated: datetime
+
+    @classmethod
+    def of(cls, handoff: Handoff) -> Self:
+        agent = None
+        if handoff.agent_id is not None:
+            agent = Person(id=handoff.agent_id, name=handoff.agent_name)
+        return cls(
+            handoff_id=handoff.id,
+            bot=handoff.bot,
+            state=handoff.state,
+            outcome=handoff.outcome,
+            trigger=handoff.trigger,
+            reason=handoff.reason,
+            channel=handoff.channel,
+            customer=Person(id=handoff.user_id, name=handoff.user_name),
+            session_id=handoff.address.get("session") if handoff.channel == "web" else None,
+            agent=agent,
+            created=datetime.fromtimestamp(handoff.created, UTC),
+            updated=datetime.fromtimestamp(handoff.updated, UTC),
+        )
+
+
+class HandoffList(BaseModel):
+    handoffs: list[HandoffInfo] = Field(description="Waiting and taken handoffs, oldest first.")
+
+
+class CustomerText(BaseModel):
+    text: str
+    time: datetime
+
+
+DeskEventType = Literal[
+    "handoff.requested",
+    "handoff.message",
+    "handoff.taken",
+    "handoff.resolved",
+    "handoff.timeout",
+    "handoff.delivery_failed",
+]
+
+
+class DeskEvent(BaseModel):
+    """What the webhook desk POSTs, signed: `X-Botkit-Signature: sha256=<hex>` is the
+    HMAC-SHA256 of the raw body under BOTKIT_HANDOFF_WEBHOOK_SECRET."""
+
+    id: str = Field(description="The same on every retry of this event: handle each id once.")
+    type: DeskEventType
+    sent_at: int = Field(
+        description="Unix seconds when this attempt was sent (signed, with the body): refuse "
+        "events more than five minutes old, which are replays."
+    )
+    handoff: HandoffInfo
+    transcript: list[SessionMessage] | None = Field(
+        default=None, description="handoff.requested: the conversation's last ten messages."
+    )
+    message: CustomerText | None = Field(
+        default=None, description="handoff.message: what the customer wrote."
+    )
+    failure: str | None = Field(
+        default=None, description="handoff.delivery_failed: why the customer did not get it."
+    )

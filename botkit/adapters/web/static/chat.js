@@ -1,6 +1,8 @@
 // The botkit chat page. Text from users and the model only ever reaches the page as
 // text nodes: the server renders replies' Markdown with raw HTML escaped, and even that
 // HTML is rebuilt here from an allow-list of elements instead of being assigned as markup.
+// A live event stream brings what the page did not ask for itself: a person's messages
+// (labelled with their name), handoff notices, and answers another worker finished.
 "use strict";
 
 (function () {
@@ -20,6 +22,14 @@
 
   let sessionId = null;
   let busy = false;
+  let live = null; // the session's EventSource
+  let liveRetry = null;
+  let lastEventId = "";
+  let waiting = null; // an answer interrupted after the server took the message
+  const answered = new Set(); // message ids whose answers are on the page
+  const held = []; // live events that arrived while a reply was streaming in
+
+  const NOTICES = new Set(["joined", "resolved", "timeout"]);
 
   if (params.get("embed")) document.documentElement.classList.add("embedded");
 
@@ -117,12 +127,18 @@
     }
   }
 
-  function addMessage(role, { text = "", html = null } = {}) {
+  function addMessage(role, { text = "", html = null, name = null } = {}) {
     const item = document.createElement("li");
     item.className = "message " + role;
     const who = document.createElement("span");
-    who.className = "visually-hidden";
-    who.textContent = role === "user" ? "You: " : "Assistant: ";
+    if (role === "agent") {
+      // A person, not the assistant: their name is shown, and read out.
+      who.className = "who";
+      who.textContent = name || "Support";
+    } else {
+      who.className = "visually-hidden";
+      who.textContent = role === "user" ? "You: " : "Assistant: ";
+    }
     const body = document.createElement("div");
     body.className = "body";
     if (html !== null) body.append(safeFragment(html));
@@ -133,17 +149,85 @@
     return { item, body };
   }
 
+  function addNotice(html) {
+    const item = document.createElement("li");
+    item.className = "notice";
+    const body = document.createElement("div");
+    body.className = "body";
+    body.append(safeFragment(html));
+    item.append(body);
+    list.append(item);
+    list.scrollTop = list.scrollHeight;
+  }
+
+  // One stored message, as the session's state or a live event gives it.
+  function addStored(message) {
+    if (message.role === "user") addMessage("user", { text: message.content });
+    else if (message.role === "agent") {
+      addMessage("agent", { html: message.html, name: message.name });
+    } else if (NOTICES.has(message.kind)) addNotice(message.html);
+    else addMessage("assistant", { html: message.html });
+    if (message.in_reply_to) answered.add(message.in_reply_to);
+  }
+
   function show(state) {
     sessionId = state.session_id;
     localStorage.setItem(storageKey, sessionId);
     title.textContent = state.title;
     document.title = state.title;
     list.replaceChildren();
+    answered.clear();
+    held.length = 0;
+    waiting = null;
     addMessage("assistant", { html: state.welcome_html });
-    for (const message of state.messages) {
-      if (message.role === "user") addMessage("user", { text: message.content });
-      else addMessage("assistant", { html: message.html });
+    for (const message of state.messages) addStored(message);
+    listen(state.last_event_id);
+  }
+
+  // ---- live events -----------------------------------------------------------------
+
+  function listen(after) {
+    if (live) live.close();
+    clearTimeout(liveRetry);
+    lastEventId = after;
+    const path = "chat/sessions/" + encodeURIComponent(sessionId) + "/events";
+    const url = new URL(path, document.baseURI);
+    url.searchParams.set("after", after);
+    const source = new EventSource(url);
+    live = source;
+    for (const name of ["agent", "notice", "answer"]) {
+      source.addEventListener(name, (event) => {
+        lastEventId = event.lastEventId || lastEventId;
+        const message = JSON.parse(event.data);
+        if (busy) held.push(message);
+        else receive(message);
+      });
     }
+    source.addEventListener("error", () => {
+      // The browser reconnects by itself after a dropped connection; after a refusal
+      // (the server restarting, say) it gives up, so try again a little later.
+      if (source.readyState === EventSource.CLOSED && live === source) {
+        liveRetry = setTimeout(() => live === source && listen(lastEventId), 5000);
+      }
+    });
+  }
+
+  function receive(message) {
+    if (message.role === "assistant" && answered.has(message.in_reply_to)) return; // shown
+    if (message.role === "assistant" && !NOTICES.has(message.kind) && waiting) {
+      // The answer to the message whose reply was interrupted: it goes where it belongs.
+      waiting.item.classList.remove("waiting");
+      waiting.body.replaceChildren(safeFragment(message.html));
+      waiting = null;
+      answered.add(message.in_reply_to);
+      setStatus("");
+      return;
+    }
+    addStored(message);
+  }
+
+  function release() {
+    while (held.length) receive(held.shift());
   }
 
   function setStatus(message, { canRetry = false } = {}) {
@@ -182,6 +266,7 @@
     answer.item.classList.add("streaming");
     list.setAttribute("aria-busy", "true");
     let received = "";
+    let accepted = false; // the server has the message: it will be answered
     try {
       const response = await request(
         "chat/sessions/" + encodeURIComponent(sessionId) + "/messages",
@@ -190,26 +275,36 @@
           headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
         },
       );
+      accepted = true;
       const done = await readEvents(response, (event, data) => {
         if (event === "delta") {
           received += data.delta;
           answer.body.textContent = received;
           list.scrollTop = list.scrollHeight;
         } else if (event === "done") {
-          answer.body.replaceChildren(safeFragment(data.html));
+          answered.add(data.message_id);
+          // A message for the person handling the conversation has no answer here.
+          if (data.kind === "relayed") answer.item.remove();
+          else answer.body.replaceChildren(safeFragment(data.html));
         } else if (event === "error") {
           throw new Problem(data.error.message);
         }
       });
-      if (!done) throw new Problem("The answer was interrupted. Please ask again.");
+      if (!done) throw new Problem("The answer was interrupted.");
       return true;
     } catch (err) {
-      if (!received) {
-        // Nothing arrived: take the message back so it can be sent again, unchanged.
-        question.item.remove();
-        answer.item.remove();
-        input.value = input.value || text;
+      if (accepted) {
+        // The server kept the message; its answer arrives live when it is ready.
+        answer.item.classList.add("waiting");
+        answer.body.textContent = received || "…";
+        waiting = answer;
+        setStatus("The answer was interrupted. It will appear here when it is ready.");
+        return false;
       }
+      // Nothing arrived: take the message back so it can be sent again, unchanged.
+      question.item.remove();
+      answer.item.remove();
+      input.value = input.value || text;
       if (err.status === 404) {
         await start({ fresh: true });
         setStatus("That conversation had ended, so a new one has started. Please send again.");
@@ -266,6 +361,7 @@
     } finally {
       busy = false;
       send.disabled = false;
+      release();
       input.focus();
     }
   }
@@ -295,6 +391,8 @@
     }
     localStorage.removeItem(storageKey);
     sessionId = null;
+    if (live) live.close();
+    live = null;
     if (await start({ fresh: true })) input.focus();
   });
 
