@@ -1,9 +1,11 @@
 """botkit inside your own Starlette app (a FastAPI app is a Starlette app: the same code
-works there): a bot defined in code, opened and closed with the app's lifespan, and your
-own route that streams its answers.
+works there): a bot defined in code, opened and closed with the app's lifespan, your own
+route that streams its answers, and botkit's sessions API and chat page under /support/.
 
-    uvicorn --factory starlette_app:main_app --app-dir examples --port 8000
+    BOTKIT_WEB_API_KEYS=key-for-crm uvicorn --factory starlette_app:main_app \
+        --app-dir examples --port 8000
     curl -N localhost:8000/chat -d '{"user": "ann", "message": "When are you open?"}'
+    open http://localhost:8000/support/      # the chat page; the API at /support/v1/
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from botkit import BotApp, BotDefinition, IncomingMessage, Settings
+from botkit.adapters import web
 
 SHOP = BotDefinition.from_values(
     "shop",
@@ -37,18 +40,20 @@ You are the support assistant of Acme Boxes. Answer briefly, from these notes:
 
 
 def build_app(settings: Settings) -> Starlette:
+    # One BotApp for the process: its store and LLM clients, opened in the lifespan.
+    bots = BotApp(settings=settings, bots=[SHOP])
+    # botkit's sessions API and chat page, as an app to mount (keys: settings.web).
+    support = web.asgi_app(bots)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # One BotApp for the process: its store and LLM clients, opened and closed here.
-        async with BotApp(settings=settings, bots=[SHOP]) as bots:
-            app.state.bots = bots
+        async with bots, support:  # support closes first: its answers finish, then the store
             yield
 
     async def chat(request: Request) -> Response:
         data = await request.json()
         if not isinstance(data, dict) or not {"user", "message"} <= data.keys():
             return JSONResponse({"error": 'send {"user": …, "message": …}'}, status_code=422)
-        bots: BotApp = request.app.state.bots
         message = IncomingMessage(
             channel="web",
             bot="shop",
@@ -60,7 +65,8 @@ def build_app(settings: Settings) -> Starlette:
         stream = bots.pipelines["shop"].stream(message)
         return StreamingResponse(stream, media_type="text/plain; charset=utf-8")
 
-    return Starlette(routes=[Route("/chat", chat, methods=["POST"])], lifespan=lifespan)
+    routes = [Route("/chat", chat, methods=["POST"]), Mount("/support", support)]
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def main_app() -> Starlette:
