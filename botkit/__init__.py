@@ -25,6 +25,7 @@ _EXPORTS = {
     "IncomingMessage": "botkit.messages",
     "LLMError": "botkit.errors",
     "LLMResponder": "botkit.llm.responder",
+    "LLMSettings": "botkit.settings",
     "MemoryStore": "botkit.stores.memory",
     "Pipeline": "botkit.pipeline",
     "Problem": "botkit.errors",
@@ -35,6 +36,7 @@ _EXPORTS = {
     "Responder": "botkit.llm.base",
     "Settings": "botkit.settings",
     "StoreError": "botkit.errors",
+    "StoreSettings": "botkit.settings",
     "Turn": "botkit.messages",
     "UnknownBotError": "botkit.errors",
     "Usage": "botkit.messages",
@@ -58,6 +60,7 @@ __all__ = [
     "IncomingMessage",
     "LLMError",
     "LLMResponder",
+    "LLMSettings",
     "MemoryStore",
     "Pipeline",
     "Problem",
@@ -68,6 +71,7 @@ __all__ = [
     "Responder",
     "Settings",
     "StoreError",
+    "StoreSettings",
     "Turn",
     "UnknownBotError",
     "Usage",
@@ -120,7 +124,7 @@ if TYPE_CHECKING:
     from botkit.prompting.composer import Prompt, PromptComposer
     from botkit.prompting.faq import FaqSnippet
     from botkit.prompting.retrieval import FaqIndex
-    from botkit.settings import BotSettings, Settings
+    from botkit.settings import BotSettings, LLMSettings, Settings, StoreSettings
     from botkit.stores import open_store
     from botkit.stores.base import ConversationStore
     from botkit.stores.memory import MemoryStore

@@ -1,20 +1,28 @@
-"""The bot home: `prompts/NAME/` folders and their optional `bots/NAME.toml` settings."""
+"""The bot home: `prompts/NAME/` folders and their optional `bots/NAME.toml` settings; or a
+bot defined in code (`BotDefinition.from_values`), checked the same way."""
 
 from __future__ import annotations
 
 import difflib
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botkit.errors import ConfigError, Problem, UnknownBotError
 from botkit.prompting.embeddings import EmbeddingsUnavailable, SentenceEncoder
-from botkit.prompting.faq import load_faq
+from botkit.prompting.faq import (
+    FaqSnippet,
+    SnippetError,
+    load_faq,
+    parse_snippet,
+    snippet_from_values,
+)
 from botkit.prompting.retrieval import FaqIndex
-from botkit.prompting.templates import PromptTemplates, first_comment
-from botkit.settings import BotSettings, load_bot_settings
+from botkit.prompting.templates import SUFFIX, SYSTEM, PromptTemplates, first_comment
+from botkit.settings import BotSettings, bot_settings_from_values, load_bot_settings
 
 if TYPE_CHECKING:
     from botkit.casebook import Case
@@ -34,6 +42,89 @@ class BotDefinition:
     settings: BotSettings
     templates: PromptTemplates
     faq: FaqIndex
+
+    @classmethod
+    def from_values(
+        cls,
+        name: str,
+        *,
+        system: str,
+        faq: Mapping[str, str | Mapping[str, Any]] | None = None,
+        settings: BotSettings | Mapping[str, Any] | None = None,
+        templates: Mapping[str, str] | None = None,
+    ) -> BotDefinition:
+        """A bot defined in code, as its folder would define it, and checked as `botkit check`
+        checks a folder (`ConfigError` listing every problem).
+
+        `system` is the text of `system.md.j2`; `faq` names each snippet (its file under
+        `faq/`, without `.md`) and gives it as a file's text (front matter, then the
+        answer) or as values (`question`, `answer`, and optionally `questions`, `tags`,
+        `handoff`); `settings` are the keys of `bots/NAME.toml`; `templates` the other
+        templates by name (`welcome`, `help`, `fallback`, …, or any file to include).
+        Errors name them as files of a folder `<NAME>`: `<shop>/system.md.j2:3: …`.
+        """
+        folder = Path(f"<{name}>")
+        if not BOT_NAME.match(name):
+            message = (
+                "a bot's name is letters, digits, '-' and '_', starting with a letter or digit"
+            )
+            raise ConfigError([Problem(folder, f"{name!r} is not a bot name: {message}")])
+        problems: list[Problem] = []
+        bot_settings = BotSettings()
+        if isinstance(settings, BotSettings):
+            bot_settings = settings
+        elif settings is not None:
+            try:
+                bot_settings = bot_settings_from_values(settings, folder / "settings")
+            except ConfigError as err:
+                problems += err.problems
+        sources = {SYSTEM: system}
+        for template, text in (templates or {}).items():
+            sources[template if template.endswith(".j2") else f"{template}{SUFFIX}"] = text
+        built = None
+        try:
+            built = PromptTemplates(folder, sources=sources)
+        except ConfigError as err:
+            problems += err.problems
+        snippets = []
+        for snippet_name, entry in (faq or {}).items():
+            source = f"faq/{snippet_name}.md"
+            try:
+                snippets.append(_snippet_entry(entry, source))
+            except SnippetError as err:
+                problems.append(Problem(folder / source, err.message, err.line))
+        if problems or built is None:
+            raise ConfigError(problems)
+        bot = cls(
+            name=name,
+            description=bot_settings.description or built.description() or "",
+            folder=folder,
+            settings=bot_settings,
+            templates=built,
+            faq=FaqIndex(snippets, language=bot_settings.faq_language),
+        )
+        if problems := check(bot, vars_source=f"{(folder / 'settings').as_posix()} vars"):
+            raise ConfigError(problems)
+        return bot
+
+
+def _snippet_entry(entry: str | Mapping[str, Any], source: str) -> FaqSnippet:
+    if isinstance(entry, str):
+        return parse_snippet(entry, source)
+    if isinstance(entry, Mapping):
+        return snippet_from_values(entry, source)
+    raise SnippetError(f"expected a file's text or a mapping of values, not {type(entry).__name__}")
+
+
+def check(bot: BotDefinition, *, vars_source: str) -> list[Problem]:
+    """What `botkit check` finds in a loaded bot's templates: every name in every branch
+    against the context, then a render with sample contexts."""
+    from botkit.prompting.checker import check_templates
+    from botkit.prompting.composer import PromptComposer
+    from botkit.prompting.shapes import TemplateContext
+
+    context = TemplateContext(vars=bot.settings.vars, vars_source=vars_source)
+    return check_templates(bot.templates, context) or PromptComposer(bot).check()
 
 
 class BotHome:
@@ -168,17 +259,9 @@ class BotHome:
     def load_checked(self, name: str) -> BotDefinition:
         """Load a bot and check its templates, as start-up does: every name in every
         branch against the context, then a render with sample contexts."""
-        from botkit.prompting.checker import check_templates
-        from botkit.prompting.composer import PromptComposer
-        from botkit.prompting.shapes import TemplateContext
-
         bot = self.load(name)
-        context = TemplateContext(
-            vars=bot.settings.vars,
-            vars_source=f"{self.shown(self.settings_path(name)).as_posix()} [vars]",
-        )
-        problems = check_templates(bot.templates, context) or PromptComposer(bot).check()
-        if problems:
+        vars_source = f"{self.shown(self.settings_path(name)).as_posix()} [vars]"
+        if problems := check(bot, vars_source=vars_source):
             raise ConfigError(self._shown(problems))
         return bot
 

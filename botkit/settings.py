@@ -16,7 +16,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -522,7 +522,19 @@ def load_bot_settings(path: Path) -> BotSettings:
     return settings
 
 
-def _unset_keys(path: Path, text: str, settings: BotSettings) -> list[Problem]:
+def bot_settings_from_values(values: Mapping[str, Any], path: Path | str) -> BotSettings:
+    """A bot's settings given as Python values (a bot defined in code), checked as
+    `bots/NAME.toml` is; `path` names them in the errors."""
+    try:
+        settings = BotSettings.model_validate(dict(values))
+    except ValidationError as err:
+        raise ConfigError(_problems(path, "", err)) from err
+    if unset := _unset_keys(path, "", settings):
+        raise ConfigError(unset)
+    return settings
+
+
+def _unset_keys(path: Path | str, text: str, settings: BotSettings) -> list[Problem]:
     """A fallback whose key variable is unset would send its requests with no key at all."""
     return [
         Problem(
@@ -536,7 +548,7 @@ def _unset_keys(path: Path, text: str, settings: BotSettings) -> list[Problem]:
     ]
 
 
-def _problems(path: Path, text: str, err: ValidationError) -> list[Problem]:
+def _problems(path: Path | str, text: str, err: ValidationError) -> list[Problem]:
     problems = []
     for error in err.errors():
         loc = tuple(str(part) for part in error["loc"])

@@ -19,10 +19,13 @@ def free_port() -> int:
 
 
 class LoopbackServer:
-    """Serves `app` until `stop()`; `config` goes to `uvicorn.Config` (e.g. `ws="wsproto"`)."""
+    """Serves `app` until `stop()`; `config` goes to `uvicorn.Config` (e.g. `ws="wsproto"`;
+    `lifespan="on"` for an app whose lifespan opens what it serves)."""
 
     def __init__(self, app: ASGIApp, **config: Any) -> None:
-        self._config = uvicorn.Config(app, log_level="critical", lifespan="off", **config)
+        self._config = uvicorn.Config(
+            app, **({"log_level": "critical", "lifespan": "off"} | config)
+        )
         self._server = uvicorn.Server(self._config)
         self._server.capture_signals = _no_signals  # type: ignore[method-assign]
         self._task: asyncio.Task[None] | None = None

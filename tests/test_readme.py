@@ -43,3 +43,24 @@ def test_no_merge_conflict_markers_are_left_in_the_docs() -> None:
         text = (README.parent / name).read_text(encoding="utf-8")
         markers = [line for line in text.splitlines() if line.startswith(("<<<<<<<", ">>>>>>>"))]
         assert markers == [], f"{name} has merge conflict markers"
+
+
+PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+
+
+@pytest.mark.parametrize("block", PYTHON_BLOCKS)
+def test_each_python_example_is_python(block: str) -> None:
+    import ast
+
+    compile(block, "README.md", "exec", flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+def test_the_bot_defined_in_code_in_the_readme_is_a_checked_bot() -> None:
+    from botkit import BotDefinition
+
+    [block] = [b for b in PYTHON_BLOCKS if "BotDefinition.from_values(" in b]
+    names: dict[str, object] = {}
+    exec(block, names)
+    shop = names["shop"]
+    assert isinstance(shop, BotDefinition)
+    assert [s.source for s in shop.faq.snippets] == ["faq/hours.md", "faq/refund.md"]

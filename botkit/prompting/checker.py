@@ -163,7 +163,7 @@ class _Checker:
         if not isinstance(template, nodes.Const) or not isinstance(template.value, str):
             return  # a name computed at run time cannot be followed
         name = template.value
-        if name not in self._parsed and not (self._templates.folder / name).is_file():
+        if name not in self._parsed and not self._templates.has(name):
             if not getattr(node, "ignore_missing", False):
                 self._report(f"included template not found: {name}", node.lineno)
             return

@@ -11,6 +11,7 @@ Open Settings → Account and choose **Reset password**.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from botkit.errors import Problem
+from botkit.prompting.templates import did_you_mean
 
 _YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _KNOWN_KEYS = ("question", "questions", "tags", "handoff")
@@ -93,6 +95,28 @@ def parse_snippet(text: str, source: str) -> FaqSnippet:
     answer = "\n".join(lines[end + 1 :]).strip()
     if not answer:
         raise SnippetError("the answer (the text after the front matter) is empty", end + 1)
+    return _snippet(meta, question, answer, source, lines)
+
+
+def snippet_from_values(values: Mapping[str, Any], source: str) -> FaqSnippet:
+    """A snippet given as Python values (a bot defined in code): the front matter's keys and
+    `answer`, checked as a file's are."""
+    known = (*_KNOWN_KEYS, "answer")
+    unknown = sorted(str(key) for key in set(values) - set(known))
+    if unknown:
+        hint = did_you_mean(unknown[0], known)
+        raise SnippetError(f"unknown key '{unknown[0]}'{hint} (known: {', '.join(known)})")
+    question, answer = values.get("question"), values.get("answer")
+    if not isinstance(question, str) or not question.strip():
+        raise SnippetError("it has no 'question'")
+    if not isinstance(answer, str) or not answer.strip():
+        raise SnippetError("it has no 'answer'")
+    return _snippet(dict(values), question, answer.strip(), source, [])
+
+
+def _snippet(
+    meta: dict[str, Any], question: str, answer: str, source: str, lines: list[str]
+) -> FaqSnippet:
     handoff = meta.get("handoff", False)
     if not isinstance(handoff, bool):
         raise SnippetError("'handoff' must be true or false", _line_of_key(lines, "handoff"))
@@ -167,7 +191,9 @@ def _strings(meta: dict[str, Any], key: str, lines: list[str]) -> tuple[str, ...
     value = meta.get(key) or []
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(v, str | int | float) for v in value
+    ):
         raise SnippetError(f"'{key}' must be a list of strings", _line_of_key(lines, key))
     return tuple(str(v).strip() for v in value if str(v).strip())
 

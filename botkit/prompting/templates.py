@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -79,14 +79,24 @@ class PromptTemplates:
     """The system template and the optional ones (welcome, help, fallback, reset, limit,
     unsupported).
 
-    `home` is the bot home: paths in error messages are shown relative to it.
+    `home` is the bot home: paths in error messages are shown relative to it. With
+    `sources` (file name → text, for a bot defined in code) the templates are those
+    texts, and `folder` only names them in messages (`<shop>/system.md.j2:3: …`).
     """
 
-    def __init__(self, folder: Path, *, home: Path | None = None) -> None:
+    def __init__(
+        self, folder: Path, *, home: Path | None = None, sources: Mapping[str, str] | None = None
+    ) -> None:
         self.folder = folder
         self.home = home
+        self._sources = dict(sources) if sources is not None else None
+        loader: jinja2.BaseLoader = (
+            jinja2.FileSystemLoader(folder)
+            if self._sources is None
+            else _SourceLoader(folder, self._sources)
+        )
         self.environment = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(folder),
+            loader=loader,
             undefined=_Undefined,
             autoescape=False,
             trim_blocks=True,
@@ -112,12 +122,20 @@ class PromptTemplates:
 
     def _compile(self, name: str) -> jinja2.Template:
         filename = f"{name}{SUFFIX}"
-        if name in DEFAULTS and not (self.folder / filename).is_file():
+        if name in DEFAULTS and not self.has(filename):
             return self._defaults[name]
         return self.environment.get_template(filename)
 
+    def has(self, filename: str) -> bool:
+        """Whether the folder has this template file (a name as `{% include %}` takes it)."""
+        if self._sources is not None:
+            return filename in self._sources
+        return (self.folder / filename).is_file()
+
     def files(self) -> list[str]:
         """Every template file of the folder, by its name for `{% include %}`."""
+        if self._sources is not None:
+            return sorted(name for name in self._sources if name.endswith(".j2"))
         return sorted(
             path.relative_to(self.folder).as_posix()
             for path in self.folder.rglob("*.j2")
@@ -165,8 +183,11 @@ class PromptTemplates:
     def description(self) -> str | None:
         """The first `{# … #}` comment of the system template, as a one-line description."""
         try:
-            source = (self.folder / SYSTEM).read_text(encoding="utf-8")
-        except OSError:
+            if self._sources is not None:
+                source = self._sources[SYSTEM]
+            else:
+                source = (self.folder / SYSTEM).read_text(encoding="utf-8")
+        except (OSError, KeyError):
             return None
         return first_comment(source)
 
@@ -211,6 +232,25 @@ def describe_missing(obj: object, name: object) -> str:
         )
     public = [a for a in dir(obj) if not a.startswith("_")]
     return f"a {kind} value has no attribute '{name}'{did_you_mean(name, public)}"
+
+
+class _SourceLoader(jinja2.BaseLoader):
+    """Templates from texts, each named as a file of `folder` would be, so that a failure's
+    traceback (and so its message) names the template and line."""
+
+    def __init__(self, folder: Path, sources: Mapping[str, str]) -> None:
+        self._folder = folder
+        self._sources = sources
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        if template not in self._sources:
+            raise jinja2.TemplateNotFound(template)
+        return self._sources[template], str(self._folder / template), lambda: True
+
+    def list_templates(self) -> list[str]:
+        return sorted(self._sources)
 
 
 class _Undefined(jinja2.StrictUndefined):

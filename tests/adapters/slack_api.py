@@ -2,7 +2,10 @@
 
 It answers auth.test, chat.postMessage, chat.update, chat.postEphemeral,
 users.info, reactions.add, conversations.replies and apps.connections.open (whose
-WebSocket speaks Socket Mode), keeps the bot's messages (text and blocks) as a
+WebSocket speaks Socket Mode) and, with `streaming=True`, chat.startStream,
+chat.appendStream and chat.stopStream (a streaming message in a thread, its Markdown
+at most 12,000 characters; without, they are `unknown_method`, as on a Slack-compatible
+server that has no streaming messages), keeps the bot's messages (text and blocks) as a
 channel would show them and the notes only one person sees, refuses a
 chat.update longer than `update_limit` with msg_too_long, records every call,
 and can be told to answer a call with an error (`ratelimited` is HTTP 429 with
@@ -94,6 +97,10 @@ class Posted:
     text: str
     blocks: list[dict[str, Any]] | None = None
     edits: list[float] = field(default_factory=list)
+    streaming: bool = False
+    """A streaming message still being written (chat.startStream until chat.stopStream)."""
+    streamed: bool = False
+    """Written by streaming (its text is Markdown, not mrkdwn)."""
 
     def button(self, action_id: str) -> dict[str, Any] | None:
         """The button with this action id, if the message shows one now."""
@@ -129,8 +136,9 @@ class Ephemeral:
 class FakeSlackAPI:
     """`async with FakeSlackAPI() as api:` then point the bot at `api.base_url`."""
 
-    def __init__(self, *, update_limit: int = 4000) -> None:
+    def __init__(self, *, update_limit: int = 4000, streaming: bool = False) -> None:
         self.update_limit = update_limit
+        self.has_streaming = streaming
         self.calls: list[Call] = []
         self.messages: list[Posted] = []
         self.ephemerals: list[Ephemeral] = []
@@ -255,6 +263,8 @@ class FakeSlackAPI:
                 headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
                 return self._error(call, failure.error, failure.status, headers)
         handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if method in STREAM_METHODS and not self.has_streaming:
+            handler = None
         if handler is None:
             return self._error(call, "unknown_method", 404)
         try:
@@ -314,6 +324,48 @@ class FakeSlackAPI:
             }
         )
         return {"channel": channel, "ts": ts, "text": text}
+
+    async def _chat_startStream(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, thread_ts = _channel(params), params.get("thread_ts")
+        if not thread_ts:
+            raise ValueError("invalid_thread_ts")
+        if not channel.startswith("D") and not (
+            params.get("recipient_user_id") and params.get("recipient_team_id")
+        ):
+            raise ValueError("invalid_arguments")  # required outside DMs
+        text = _markdown(params, required=False)
+        message = Posted(channel, self._ts(), thread_ts, text, streaming=True, streamed=True)
+        self.messages.append(message)
+        self._echo({"type": "message", **self._message_json(message)})
+        return {"channel": channel, "ts": message.ts}
+
+    async def _chat_appendStream(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = self._streaming(params)
+        message.text += _markdown(params, required=True, before=message.text)
+        message.edits.append(time.monotonic())
+        return {"channel": message.channel, "ts": message.ts}
+
+    async def _chat_stopStream(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = self._streaming(params)
+        message.text += _markdown(params, required=False, before=message.text)
+        message.streaming = False
+        if blocks := params.get("blocks"):  # shown under the finished message
+            message.blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
+        message.edits.append(time.monotonic())
+        return {
+            "channel": message.channel,
+            "ts": message.ts,
+            "message": self._message_json(message),
+        }
+
+    def _streaming(self, params: dict[str, Any]) -> Posted:
+        channel, ts = _channel(params), str(params.get("ts"))
+        message = next((m for m in self.in_channel(channel) if m.ts == ts), None)
+        if message is None:
+            raise ValueError("message_not_found")
+        if not message.streaming:
+            raise ValueError("message_not_in_streaming_state")
+        return message
 
     async def _chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         channel, user = _channel(params), str(params.get("user") or "")
@@ -384,6 +436,19 @@ class FakeSlackAPI:
             pass
         finally:
             self._sockets.remove(websocket)
+
+
+STREAM_METHODS = {"chat.startStream", "chat.appendStream", "chat.stopStream"}
+STREAM_LIMIT = 12_000
+
+
+def _markdown(params: dict[str, Any], *, required: bool, before: str = "") -> str:
+    text = str(params.get("markdown_text") or "")
+    if required and not text:
+        raise ValueError("invalid_arguments")
+    if len(before) + len(text) > STREAM_LIMIT:
+        raise ValueError("msg_too_long")
+    return text
 
 
 def _blocks(params: dict[str, Any]) -> list[dict[str, Any]] | None:

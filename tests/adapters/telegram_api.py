@@ -5,7 +5,9 @@ polls as soon as an update arrives, keeps the bot's messages as a chat would sho
 them, checks HTML the way Telegram does (known tags, balanced, escaped, at most
 4096 characters shown), records every call, and can be told to answer a call
 with an error. `deliver` posts an update to the webhook a bot registered, with
-the secret it registered, as Telegram would.
+the secret it registered, as Telegram would. With `drafts=True` it has
+`sendMessageDraft` (Bot API 9.3), for private chats only, and keeps each draft's
+states; without, it answers that method 404, as a Bot API server before it does.
 """
 
 from __future__ import annotations
@@ -73,6 +75,17 @@ class Failure:
 
 
 @dataclass
+class Draft:
+    """One state of a message draft, as the private chat showed it while it was written."""
+
+    chat_id: int
+    draft_id: int
+    text: str
+    parse_mode: str | None
+    at: float
+
+
+@dataclass
 class Shown:
     """One of the bot's messages, as the chat shows it now."""
 
@@ -96,6 +109,11 @@ class Shown:
         found = [b for row in rows for b in row if b["text"].startswith(label)]
         assert found, f"no button {label!r} under {self.text!r}: {self.labels()}"
         return dict(found[0])
+
+    @property
+    def markup(self) -> dict[str, Any] | None:
+        """The inline keyboard under it, as Telegram was sent it."""
+        return self.buttons
 
 
 def visible_text(text: str, parse_mode: str | None) -> str:
@@ -149,10 +167,12 @@ def utf16_length(text: str) -> int:
 class FakeBotAPI:
     """`async with FakeBotAPI() as api:` then point the bot at `api.base_url`."""
 
-    def __init__(self, *, token: str = TOKEN) -> None:
+    def __init__(self, *, token: str = TOKEN, drafts: bool = False) -> None:
         self.token = token
+        self.has_drafts = drafts
         self.calls: list[Call] = []
         self.messages: list[Shown] = []
+        self.drafts: list[Draft] = []
         self.failures: list[Failure] = []
         self.webhook: tuple[str, str | None] | None = None  # url, secret
         self.commands: list[dict[str, Any]] = []
@@ -239,6 +259,8 @@ class FakeBotAPI:
                 call.status = failure.status
                 return _error(failure.status, failure.description, failure.retry_after)
         handler = getattr(self, f"_{method}", None)
+        if method == "sendMessageDraft" and not self.has_drafts:
+            handler = None
         if handler is None:
             call.status = 404
             return _error(404, "Not Found: method not found")
@@ -317,6 +339,17 @@ class FakeBotAPI:
             if (message.chat_id, message.message_id) == (chat_id, message_id):
                 return message
         raise ValueError("Bad Request: message to edit not found")
+
+    async def _sendMessageDraft(self, params: dict[str, Any]) -> Any:
+        chat_id, draft_id = int(params["chat_id"]), int(params.get("draft_id") or 0)
+        if chat_id < 0:
+            raise ValueError("Bad Request: TEXTDRAFT_PEER_INVALID")
+        if not draft_id:
+            raise ValueError("Bad Request: draft_id must be non-zero")
+        text, parse_mode = str(params.get("text", "")), params.get("parse_mode")
+        shown = _checked(text, parse_mode)
+        self.drafts.append(Draft(chat_id, draft_id, shown, parse_mode, time.monotonic()))
+        return True
 
     async def _sendChatAction(self, params: dict[str, Any]) -> Any:
         return True
@@ -475,6 +508,20 @@ def click(
         "data": shown.button(label)["callback_data"],
     }
     return {"update_id": next(_update_ids), "callback_query": query}
+
+
+def callback_update(shown: Shown, button: str, *, sender: dict[str, Any] | None = None) -> Any:
+    """The update a user's click on a button of the bot's message `shown` makes."""
+    return {
+        "update_id": next(_update_ids),
+        "callback_query": {
+            "id": str(next(_update_ids)),
+            "from": sender or user(),
+            "chat_instance": f"chat-{shown.chat_id}",
+            "message": {**_message_json(shown), "reply_markup": shown.buttons},
+            "data": shown.button(button)["callback_data"],
+        },
+    }
 
 
 def bot_message(shown: Shown) -> dict[str, Any]:

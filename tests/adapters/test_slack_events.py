@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
 from botkit.adapters.slack import THREADS_ARE_CONVERSATIONS
 from botkit.adapters.slack.format import UPDATE_LIMIT, to_mrkdwn
@@ -38,6 +39,8 @@ from tests.adapters.slack_api import (
 )
 
 OPEN = "We are open Monday to Friday, 9:00 to 17:00."
+STREAMS = hasattr(AsyncWebClient, "chat_startStream")
+"""slack-sdk 3.37 and later have streaming messages; older ones answer by edits."""
 
 
 @pytest.fixture
@@ -226,7 +229,10 @@ async def test_an_8000_character_answer_arrives_complete(
     shown = answers(api, CHANNEL, event["ts"])
     assert len(shown) >= 3
     assert all(len(piece) <= UPDATE_LIMIT for piece in shown)
-    assert [call for call in api.calls if call.error] == []  # no msg_too_long on the way
+    # No msg_too_long on the way. (This fake has no streaming messages: refused once, where
+    # slack-sdk has them, the answer is the placeholder and its edits.)
+    refused = [("chat.startStream", "unknown_method")] if STREAMS else []
+    assert [(c.method, c.error) for c in api.calls if c.error] == refused
     assert "\n\n".join(shown).split() == text.split()
 
 

@@ -4,6 +4,7 @@ local Bot API server, by long polling."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from telegram import Update
+from telegram.ext import ExtBot
 
 from botkit.adapters import ServeOptions
 from botkit.adapters.telegram import (
@@ -25,6 +27,7 @@ from botkit.adapters.telegram import (
 from botkit.app import BotApp
 from botkit.errors import ConfigError
 from botkit.home import BotDefinition, BotHome
+from botkit.llm.base import Completion
 from botkit.settings import Settings, TelegramSettings
 from botkit.testing import write_bot
 from tests.adapters.telegram_api import (
@@ -467,3 +470,111 @@ async def test_stopping_waits_for_replies_only_so_long(
         await api.until(lambda: responder.questions)
         await asyncio.wait_for(channel.aclose(), 5)
     assert api.chat(PRIVATE_CHAT) == []
+
+
+# --- message drafts (sendMessageDraft) in private chats -------------------------------
+
+DRAFTS = hasattr(ExtBot, "send_message_draft")
+"""python-telegram-bot 22.6 and later have drafts; older ones stream by edits."""
+
+
+async def test_a_private_answer_is_streamed_as_a_draft_then_sent_once(shop: BotDefinition) -> None:
+    answer = " ".join(f"word{i}" for i in range(120))
+    responder = ScriptedResponder(answer, chunk=6, pause=0.005)
+    async with FakeBotAPI(drafts=True) as api, running(api, shop, responder=responder):
+        api.push(text_update("Tell me everything"))
+        await api.until(lambda: api.chat(PRIVATE_CHAT))
+        await asyncio.sleep(0.2)  # nothing more may arrive after the final text
+    (message,) = api.chat(PRIVATE_CHAT)
+    assert message.text == answer and message.parse_mode == "HTML"
+    if not DRAFTS:  # this python-telegram-bot cannot send drafts: edits, as before
+        assert message.edits and not api.called("sendMessageDraft")
+        return
+    assert message.edits == [] and not api.called("editMessageText")
+    drafts = api.drafts
+    assert len(drafts) >= 2 and len({d.draft_id for d in drafts}) == 1
+    assert all(d.chat_id == PRIVATE_CHAT and answer.startswith(d.text) for d in drafts)
+    assert [len(d.text) for d in drafts] == sorted(len(d.text) for d in drafts)  # it grew
+    assert drafts[-1].at < api.called("sendMessage")[0].at  # the message came after
+
+
+class HeldResponder:
+    """Streams `first`, then waits for `release` before the rest of `answer`."""
+
+    def __init__(self, answer: str, first: int) -> None:
+        self.answer, self.first = answer, first
+        self.release = asyncio.Event()
+
+    async def complete(self, prompt: Any) -> Completion:
+        return Completion(text=self.answer)
+
+    async def stream(self, prompt: Any) -> AsyncIterator[str | Completion]:
+        yield self.answer[: self.first]
+        await self.release.wait()
+        yield self.answer[self.first :]
+        yield Completion(text=self.answer)
+
+
+async def test_a_long_private_answer_sends_each_full_message_and_drafts_the_rest(
+    shop: BotDefinition,
+) -> None:
+    answer = long_answer()
+    responder = HeldResponder(answer, first=5_000)  # one full message, and more
+    async with FakeBotAPI(drafts=True) as api, running(api, shop, responder=responder):
+        api.push(text_update("How do I do it?"))
+        await api.until(lambda: api.chat(PRIVATE_CHAT) and (api.drafts or not DRAFTS))
+        if DRAFTS:  # the first message is sent; what follows it is a draft
+            (first,) = api.chat(PRIVATE_CHAT)
+            await api.until(lambda: any(d.text.startswith("Step ") for d in api.drafts[-1:]))
+            assert first.text.startswith("Step 0.") and not answer.startswith(api.drafts[-1].text)
+        responder.release.set()
+        await api.until(lambda: "Step 19." in "".join(m.text for m in api.messages))
+    shown = api.chat(PRIVATE_CHAT)
+    assert len(shown) == 3
+    assert " ".join(m.text for m in shown).split() == answer.replace("**", "").split()
+    if DRAFTS:
+        assert not api.called("editMessageText")  # nothing sent was edited
+
+
+async def test_a_group_answer_is_streamed_by_edits_not_drafts(shop: BotDefinition) -> None:
+    answer = " ".join(f"word{i}" for i in range(60))
+    responder = ScriptedResponder(answer, chunk=6, pause=0.01)
+    async with FakeBotAPI(drafts=True) as api, running(api, shop, responder=responder):
+        api.push(group_update(f"@{BOT_USERNAME} tell me everything"))
+        await api.until(lambda: api.chat(GROUP_CHAT) and api.messages[0].text == answer)
+    assert api.chat(GROUP_CHAT)[0].edits and not api.called("sendMessageDraft")
+
+
+async def test_drafts_telegram_refuses_fall_back_to_edits_and_are_not_tried_again(
+    shop: BotDefinition, caplog: pytest.LogCaptureFixture
+) -> None:
+    answer = " ".join(f"word{i}" for i in range(60))
+    async with FakeBotAPI(drafts=True) as api:
+        api.fail("sendMessageDraft", 400, "Bad Request: TEXTDRAFT_NOT_ALLOWED")
+        responder = ScriptedResponder(lambda q: f"{answer} ({q})", chunk=6, pause=0.01)
+        async with running(api, shop, responder=responder):
+            api.push(text_update("first"))
+            await api.until(lambda: api.chat(PRIVATE_CHAT) and "(first)" in api.messages[0].text)
+            api.push(text_update("second"))
+            await api.until(lambda: len(api.chat(PRIVATE_CHAT)) == 2)
+            await api.until(lambda: "(second)" in api.messages[1].text)
+    first, second = api.chat(PRIVATE_CHAT)
+    assert first.text == f"{answer} (first)" and second.text == f"{answer} (second)"
+    assert first.edits and second.edits  # both streamed by edits
+    assert api.drafts == []
+    if DRAFTS:
+        assert len(api.called("sendMessageDraft")) == 1  # refused once, then left alone
+        assert "refused a message draft (textdraft_not_allowed)" in caplog.text.lower()
+
+
+async def test_a_bot_api_server_without_drafts_gets_edits(
+    api: FakeBotAPI, shop: BotDefinition
+) -> None:
+    answer = " ".join(f"word{i}" for i in range(60))
+    responder = ScriptedResponder(lambda q: f"{answer} ({q})", chunk=6, pause=0.01)
+    async with running(api, shop, responder=responder):
+        for question in ("first", "second"):
+            api.push(text_update(question))
+            await api.until(lambda q=question: any(f"({q})" in m.text for m in api.messages))
+    assert all(m.edits for m in api.chat(PRIVATE_CHAT))
+    assert [c.status for c in api.called("sendMessageDraft")] == ([404] if DRAFTS else [])

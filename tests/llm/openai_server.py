@@ -58,6 +58,7 @@ class Streamed:
     break_after: int | None = None  # drop the connection after this many deltas
     usage: bool = True
     tool_call: ToolCall | None = None  # streamed after the deltas, its arguments in pieces
+    hold: asyncio.Event | None = None  # sent the first delta, wait for it before the rest
 
 
 @dataclass
@@ -219,4 +220,6 @@ class OpenAIServer:
                 self.violations += openai_spec.errors("CreateChatCompletionStreamResponse", chunk)
             yield f"data: {json.dumps(chunk)}\n\n".encode()
             await asyncio.sleep(0)
+            if i == 1 and step.hold is not None:  # the first delta is out
+                await step.hold.wait()
         yield b"data: [DONE]\n\n"

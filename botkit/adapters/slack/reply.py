@@ -5,11 +5,17 @@ outgrows one message continues in further messages of the same thread. Rate
 limits are the Web API client's business (slack_sdk's retry handler waits out
 `Retry-After`); what is left here is that a partial update that fails is
 skipped, while the final text must arrive or its failure is raised.
+
+In a thread, an answer is streamed as Slack's streaming message instead
+(`chat.startStream`, `appendStream`, `stopStream`; slack-sdk 3.37), Markdown that
+Slack renders as it grows; when the SDK lacks those methods or Slack refuses them,
+the placeholder and its edits it is.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -142,3 +148,140 @@ class ReplyWriter:
             text=text,
             blocks=with_buttons(text, buttons) if buttons else None,
         )
+
+
+STREAM_LIMIT = 12_000
+"""Characters one streaming message holds (Slack's limit for a message's Markdown); the
+rest of a longer answer follows in further messages of the thread."""
+STREAMING_UNAVAILABLE = {
+    "unknown_method",
+    "not_allowed_token_type",
+    "missing_scope",
+    "no_permission",
+    "method_deprecated",
+    "feature_not_enabled",
+}
+"""Slack's answers to `chat.startStream` that mean it will refuse this app every time."""
+_MENTION = re.compile(r"<(?=[!@#])")
+
+
+class StreamSupport:
+    """Whether streaming messages are worth trying: slack-sdk must have `chat_startStream`
+    and Slack must not have refused it for this app."""
+
+    def __init__(self) -> None:
+        self.available = hasattr(AsyncWebClient, "chat_startStream")
+
+    def refused(self, error: str) -> None:
+        if self.available:
+            # unknown_method: a Slack-compatible server without streaming; nothing to fix.
+            level = logging.INFO if error == "unknown_method" else logging.WARNING
+            logger.log(
+                level,
+                "Slack refused a streaming message (%s); answering by editing messages instead",
+                error,
+            )
+        self.available = False
+
+
+class StreamWriter:
+    """Shows a reply in a thread as one streaming message: started at once (Slack shows it
+    being written), its text appended as it arrives, stopped when complete.
+
+    When Slack refuses to start it, the reply is `fallback`'s placeholder and edits.
+    """
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        destination: Destination,
+        fallback: ReplyWriter,
+        support: StreamSupport,
+        *,
+        recipient: tuple[str, str] | None = None,
+        limit: int = STREAM_LIMIT,
+    ) -> None:
+        assert destination.thread_ts is not None, "Slack streams only replies in a thread"
+        self._client = client
+        self._destination = destination
+        self._fallback = fallback
+        self._support = support
+        self._recipient = recipient  # (user, team): who reads it, needed outside DMs
+        self._limit = limit
+        self._ts: str | None = None
+        self._sent = ""  # the Markdown appended so far
+        self._full = False
+
+    async def start(self) -> None:
+        """Start the streaming message (or post the fallback's placeholder)."""
+        if self._support.available:
+            user, team = self._recipient or (None, None)
+            try:
+                response = await self._client.chat_startStream(
+                    channel=self._destination.channel,
+                    thread_ts=self._destination.thread_ts or "",
+                    recipient_user_id=user,
+                    recipient_team_id=team,
+                )
+                self._ts = str(response["ts"])
+                return
+            except SlackApiError as err:
+                error = str(err.response.get("error"))
+                if error in STREAMING_UNAVAILABLE:
+                    self._support.refused(error)
+                else:
+                    logger.info("no streaming message in %s: %s", self._destination.channel, error)
+        await self._fallback.start()
+
+    async def show(self, markdown: str, *, final: bool = True) -> None:
+        if self._ts is None:
+            await self._fallback.show(markdown, final=final)
+            return
+        markdown = markdown.lstrip()  # as the partial texts were: each starts the same way
+        pending = "" if self._full else markdown[len(self._sent) :]
+        if not final and pending.endswith("<"):
+            pending = pending[:-1]  # a mention's "<" is escaped only once "!", "@" or "#" follow
+        if len(self._sent) + len(pending) > self._limit:
+            pending = _cut(pending, self._limit - len(self._sent))
+            self._full = True
+        try:
+            if final:
+                buttons = self._fallback.buttons() if self._fallback.buttons else None
+                await self._client.chat_stopStream(
+                    channel=self._destination.channel,
+                    ts=self._ts,
+                    markdown_text=_escape_mentions(pending) or None,
+                    blocks=[buttons] if buttons else None,
+                )
+            elif pending:
+                await self._client.chat_appendStream(
+                    channel=self._destination.channel,
+                    ts=self._ts,
+                    markdown_text=_escape_mentions(pending),
+                )
+        except SlackApiError as err:
+            if final:
+                raise
+            logger.debug("skipped a streamed update in %s: %s", self._destination.channel, err)
+            self._full = False
+            return
+        self._sent += pending
+        if final and (rest := markdown[len(self._sent) :].strip()):
+            await self._fallback.show(rest)  # an answer longer than one message
+
+
+def _escape_mentions(markdown: str) -> str:
+    """Markdown in which `<!channel>`, `<@U…>` and `<#C…>` are text, not a notification."""
+    return _MENTION.sub("&lt;", markdown)
+
+
+def _cut(text: str, room: int) -> str:
+    """The longest start of `text` within `room` characters that ends a paragraph, else a
+    line, else a word."""
+    if room <= 0:
+        return ""
+    for boundary in ("\n\n", "\n", " "):
+        at = text.rfind(boundary, 0, room)
+        if at > 0:
+            return text[: at + len(boundary)]
+    return text[:room]

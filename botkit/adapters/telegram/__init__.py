@@ -1,9 +1,12 @@
-"""The Telegram channel (python-telegram-bot): every bot of a running `BotApp`, each by
-long polling, or by a webhook route on the shared HTTP server.
+"""Telegram (python-telegram-bot): botkit's handler for any `Application`, and
+the channel `botkit serve` runs, every bot of a running `BotApp` on an Application of its
+own, each by long polling or by a webhook route on the shared HTTP server.
 
     update → to_incoming (incoming.py: private chats, group rules)
-    → TelegramBot (bot.py: the bot's Application, one conversation at a time)
-    → pipeline → ReplyWriter (reply.py: streamed edits; format.py: HTML, split)
+    → TelegramHandler (handler.py: the inbox, one conversation at a time)
+    → pipeline → DraftWriter, ReplyWriter (reply.py: drafts, streamed edits;
+      format.py: HTML, split)
+    TelegramBot (bot.py): the channel's Application, polling or webhook, around the handler
 """
 
 from __future__ import annotations
@@ -18,12 +21,21 @@ from urllib.parse import urlsplit, urlunsplit
 from starlette.routing import BaseRoute
 
 from botkit.adapters import ServeOptions
-from botkit.adapters.telegram.bot import TelegramBot, Timing
+from botkit.adapters.telegram.bot import TelegramBot
+from botkit.adapters.telegram.handler import TelegramHandler, Timing
 from botkit.adapters.telegram.incoming import BotIdentity, is_addressed, to_incoming
 from botkit.errors import ConfigError, DeliveryError, Problem
 from botkit.stores.base import InboxItem
 
-__all__ = ["BotIdentity", "TelegramChannel", "Timing", "build", "is_addressed", "to_incoming"]
+__all__ = [
+    "BotIdentity",
+    "TelegramChannel",
+    "TelegramHandler",
+    "Timing",
+    "build",
+    "is_addressed",
+    "to_incoming",
+]
 
 if TYPE_CHECKING:
     from botkit.app import BotApp
@@ -90,7 +102,6 @@ class TelegramChannel:
         self._bots = [
             TelegramBot(
                 pipeline=app.pipelines[name],
-                store=app.store,
                 votes=app.votes,
                 token=tokens[name],
                 base_url=settings.base_url.rstrip("/"),

@@ -1,12 +1,11 @@
-"""One botkit bot on Telegram: its python-telegram-bot `Application`, fed by long polling
-or by the webhook route, and how it answers an update.
+"""One botkit bot on Telegram, as `botkit serve` runs it: a python-telegram-bot
+`Application` of its own, fed by long polling or by the webhook route, whose one handler
+is botkit's (`handler.py`, what `botkit.telegram.handler` gives a library user).
 
 Every update for the bot goes into the store's inbox before Telegram is told it
 arrived: polling confirms an update's offset only once its `put` on the update
 queue returns, and the webhook answers 200 only then, so a worker that dies
-leaves its updates to another. Updates are handled concurrently, one
-conversation at a time, so a chat whose replies are slow, failing or waiting on
-flood control holds up no other chat.
+leaves its updates to another.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import asyncio
 import hmac
 import json
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -23,27 +21,22 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from telegram import BotCommand, Message, Update
-from telegram.constants import ChatType
-from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, TelegramError
-from telegram.ext import AIORateLimiter, Application, ContextTypes, TypeHandler
+from telegram import BotCommand, Update
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
+from telegram.ext import AIORateLimiter, Application
 
-from botkit.adapters.streaming import stream_reply
 from botkit.adapters.telegram.feedback import FeedbackButtons
-from botkit.adapters.telegram.incoming import BotIdentity, to_incoming
-from botkit.adapters.telegram.reply import Destination, ReplyWriter, typing
-from botkit.errors import ConfigError, DeliveryError, Problem, StoreError
-from botkit.inbox import settle
-from botkit.locks import ConversationLocks
-from botkit.messages import IncomingMessage
+from botkit.adapters.telegram.handler import TelegramHandler, Timing
+from botkit.errors import ConfigError, Problem, StoreError
 from botkit.stores.base import InboxItem
 
 if TYPE_CHECKING:
     from botkit.feedback import Votes
     from botkit.pipeline import Pipeline
-    from botkit.stores import Store
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["TelegramBot", "Timing"]
 
 COMMANDS = {
     "start": "Start the conversation",
@@ -51,30 +44,18 @@ COMMANDS = {
     "reset": "Forget our conversation and start fresh",
 }
 HANDOFF_COMMAND = {"human": "Talk to a person"}
-ALLOWED_UPDATES = ["message", "callback_query"]
+ALLOWED_UPDATES = ["message", "callback_query"]  # callback queries: the feedback buttons
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 1 << 20
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Timing:
-    """The channel's intervals, in seconds; tests shorten them."""
-
-    edit_interval: float = 1.0
-    group_edit_interval: float = 3.0  # a group may take 20 messages a minute
-    typing_interval: float = 4.0
-    poll_timeout: float = 30.0
-    shutdown_timeout: float = 10.0
-
-
 class TelegramBot:
-    """One botkit bot on Telegram: its python-telegram-bot `Application` and how it answers."""
+    """One botkit bot on Telegram: its own `Application`, with botkit's handler."""
 
     def __init__(
         self,
         *,
         pipeline: Pipeline,
-        store: Store,
         votes: Votes,
         token: str,
         base_url: str,
@@ -86,9 +67,9 @@ class TelegramBot:
         self.name = pipeline.bot.name
         self.webhook_url = webhook_url
         self._pipeline = pipeline
-        self._store = store
         self._secret = secret
         self._timing = timing
+        self.handler = TelegramHandler(pipeline, timing=timing, block=True, inbox_first=True)
         builder = (
             Application.builder()
             .token(token)
@@ -96,23 +77,21 @@ class TelegramBot:
             .base_file_url(f"{base_url}/file/bot")
             .rate_limiter(AIORateLimiter(max_retries=max_retries))
             .concurrent_updates(True)
+            .update_queue(_InboxQueue(self.handler))
         )
-        builder = builder.update_queue(_InboxQueue(self))
         self.application = (builder.updater(None) if webhook_url else builder).build()
-        self.application.add_handler(TypeHandler(Update, self._on_update))
-        self.application.add_error_handler(self._on_error)
-        self._buttons = FeedbackButtons(
+        self.handler.bot = self.application.bot
+        self.buttons = FeedbackButtons(
             bot=self.name,
             votes=votes,
             telegram=self.application.bot,
             shutdown_timeout=timing.shutdown_timeout,
         )
-        self._me: BotIdentity | None = None
-        self._locks = ConversationLocks()
-        self._items: dict[int, tuple[IncomingMessage, InboxItem]] = {}
-        self._in_flight: set[asyncio.Task[Any]] = set()
+        self.handler.buttons = self.buttons
+        self.application.add_handler(self.handler)
+        self.application.add_error_handler(self._on_error)
+        self._started = False
         self._closing = False
-        self._cancelling = False
 
     def route(self) -> Route:
         assert self.webhook_url is not None
@@ -122,7 +101,7 @@ class TelegramBot:
         """Connect, then take updates until cancelled."""
         app = self.application
         await self._initialize()
-        self._me = BotIdentity(app.bot.id, app.bot.username)
+        self._started = True
         commands = COMMANDS | (HANDOFF_COMMAND if self._pipeline.handoffs else {})
         try:
             await app.bot.set_my_commands([BotCommand(c, d) for c, d in commands.items()])
@@ -140,8 +119,12 @@ class TelegramBot:
                 error_callback=self._polling_failed,
             )
         how = f"webhook {self.webhook_url}" if self.webhook_url else "long polling"
-        logger.info("bot %s is on Telegram as @%s (%s)", self.name, self._me.username, how)
+        logger.info("bot %s is on Telegram as @%s (%s)", self.name, app.bot.username, how)
         await asyncio.get_running_loop().create_future()
+
+    async def resume(self, item: InboxItem) -> None:
+        """A message a dead worker accepted, or a person's message for the customer."""
+        await self.handler.resume(item)
 
     async def _initialize(self) -> None:
         delay = 1.0
@@ -195,111 +178,23 @@ class TelegramBot:
             update = Update.de_json(data, self.application.bot)
         except Exception as err:  # anything a malformed body makes the parser raise
             return PlainTextResponse(f"not a Telegram update: {err}", 400)
-        try:
-            admitted = await self._admit(update)
-        except StoreError as err:
-            logger.warning(
-                "bot %s: cannot store an update (%s); Telegram will resend it", self.name, err
-            )
-            return PlainTextResponse("cannot store the update now", 503)
+        if not self._started:
+            admitted = False  # Telegram resends it once the bot answers
+        else:
+            try:
+                admitted = await self.handler.admit(update)
+            except StoreError as err:
+                logger.warning(
+                    "bot %s: cannot store an update (%s); Telegram will resend it", self.name, err
+                )
+                return PlainTextResponse("cannot store the update now", 503)
         if admitted:
             queue = self.application.update_queue
             assert isinstance(queue, _InboxQueue)
             await queue.put_admitted(update)
         return Response(status_code=200)
 
-    async def _admit(self, update: Update) -> bool:
-        """Keep an update the bot answers in the inbox; False for one it ignores or has seen
-        (Telegram delivering it again). Raises `StoreError`."""
-        if self._me is None:
-            return False
-        message: Message | None
-        if (query := update.callback_query) is not None:  # a feedback button
-            incoming = await self._buttons.on_click(query)
-            message = query.message if isinstance(query.message, Message) else None
-        else:
-            incoming = to_incoming(update, bot=self.name, me=self._me)
-            message = update.message
-        if incoming is None or message is None:
-            return False
-        item = await self._pipeline.accept(
-            incoming,
-            address=_address(self.name, message),
-            dedupe=f"telegram/{self.name}/update/{update.update_id}",
-        )
-        if item is None:
-            return False
-        self._items[update.update_id] = (incoming, item)
-        return True
-
-    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        accepted = self._items.pop(update.update_id, None)
-        if accepted is None or self._cancelling:
-            return
-        incoming, item = accepted
-        await self._carry_out(incoming, item)
-
-    async def _carry_out(self, incoming: IncomingMessage, item: InboxItem) -> None:
-        """Answer an accepted message, then let the inbox forget it (or try it later)."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._in_flight.add(task)
-        try:
-            # Held before anything is awaited, so a conversation's messages keep their order.
-            async with self._locks.hold(incoming.conversation_key):
-                await settle(self._store, item, self._answer(incoming, item))
-        finally:
-            self._in_flight.discard(task)
-
-    async def resume(self, item: InboxItem) -> None:
-        """A message a dead worker accepted, or a person's message for the customer."""
-        address = item.payload["address"]
-        if item.payload["kind"] == "message":
-            incoming = IncomingMessage.from_json(item.payload["message"])
-            async with self._locks.hold(incoming.conversation_key):
-                await self._answer(incoming, item)
-            return
-        text = item.payload["text"]
-        if agent := item.payload.get("agent"):
-            text = f"**{agent}:** {text}"
-        writer = ReplyWriter(
-            self.application.bot, _destination(address, quote=False), before_first=_nothing
-        )
-        try:
-            await writer.show(text)
-        except Forbidden as err:
-            raise DeliveryError(f"Telegram refused: {err.message}") from err
-        except BadRequest as err:
-            if "chat not found" in err.message.lower():
-                raise DeliveryError(f"Telegram refused: {err.message}") from err
-            raise
-
-    async def _answer(self, incoming: IncomingMessage, item: InboxItem) -> None:
-        address = item.payload["address"]
-        destination = _destination(address, quote=True)
-        bot = self.application.bot
-        if not incoming.text:
-            writer = ReplyWriter(bot, destination, before_first=_nothing)
-            await writer.show(self._pipeline.composer.render("unsupported", incoming))
-            return
-        streaming = self._pipeline.bot.settings.streaming
-        stream = self._pipeline.stream(incoming, item=item, incremental=streaming)
-        if not await stream.begin():  # relayed to a person: nothing to show
-            async for _ in stream:
-                pass
-            return
-        async with typing(bot, destination, self._timing.typing_interval) as stop_typing:
-            writer = ReplyWriter(
-                bot,
-                destination,
-                before_first=stop_typing,
-                buttons=lambda: self._buttons.for_reply(incoming, stream.reply),
-            )
-            timing = self._timing
-            interval = timing.edit_interval if address["private"] else timing.group_edit_interval
-            await stream_reply(writer, stream, interval if streaming else None)
-
-    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def _on_error(self, update: object, context: Any) -> None:
         logger.error("bot %s: %s", self.name, context.error, exc_info=context.error)
 
     async def aclose(self) -> None:
@@ -315,41 +210,14 @@ class TelegramBot:
                 logger.warning(
                     "bot %s: %d replies still under way after %.0f s; cancelling them",
                     self.name,
-                    len(self._in_flight),
+                    self.handler.in_flight,
                     self._timing.shutdown_timeout,
                 )
-                self._cancelling = True
-                for task in list(self._in_flight):
-                    task.cancel()
+                self.handler.cancel()
             await stopping
-        await self._buttons.aclose()
+        await self.buttons.aclose()
         await app.shutdown()
         await app.bot.shutdown()  # its HTTP clients, even when it never finished starting
-
-
-async def _nothing() -> None:
-    pass
-
-
-def _address(bot: str, message: Message) -> dict[str, Any]:
-    """Where the answer to `message` goes, as the inbox keeps it for any worker."""
-    private = message.chat.type == ChatType.PRIVATE
-    return {
-        "bot": bot,
-        "chat_id": message.chat_id,
-        "message_id": message.message_id,
-        "thread_id": message.message_thread_id if message.is_topic_message else None,
-        "private": private,
-    }
-
-
-def _destination(address: dict[str, Any], *, quote: bool) -> Destination:
-    """An answer quotes the question in groups; a person's message quotes nothing."""
-    return Destination(
-        chat_id=address["chat_id"],
-        quote=address["message_id"] if quote and not address["private"] else None,
-        thread_id=address["thread_id"],
-    )
 
 
 class _InboxQueue(asyncio.Queue[object]):
@@ -359,25 +227,26 @@ class _InboxQueue(asyncio.Queue[object]):
     webhook answers 200 only after it, so an update is never lost between Telegram
     and the store. (python-telegram-bot offers no hook after a durable write: this
     queue is that hook.) While the store is down, `put` waits, so nothing is
-    confirmed and Telegram keeps the updates.
+    confirmed and Telegram keeps the updates. Updates botkit does not answer are
+    dropped here: this Application has no other handler.
     """
 
-    def __init__(self, bot: TelegramBot) -> None:
+    def __init__(self, handler: TelegramHandler) -> None:
         super().__init__()
-        self._bot = bot
+        self._handler = handler
 
     async def put(self, item: object) -> None:
         if isinstance(item, Update):
             delay = 1.0
             while True:
                 try:
-                    if not await self._bot._admit(item):
+                    if not await self._handler.admit(item):
                         return
                     break
                 except StoreError as err:
                     logger.warning(
                         "bot %s: cannot store an update (%s); retrying in %.0f s",
-                        self._bot.name,
+                        self._handler.name,
                         err,
                         delay,
                     )

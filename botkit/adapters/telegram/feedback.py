@@ -55,6 +55,11 @@ def keyboard(
     return InlineKeyboardMarkup(rows)
 
 
+def is_click(data: object) -> bool:
+    """Whether a callback query's data is one of botkit's feedback buttons."""
+    return isinstance(data, str) and parse(data) is not None
+
+
 def parse(data: str | None) -> tuple[str, str] | None:
     """The action ("1", "-1" or "human") and message id of a button's callback data."""
     prefix, _, rest = (data or "").partition(":")

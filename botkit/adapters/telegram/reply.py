@@ -1,10 +1,13 @@
-"""Posting one reply into one Telegram chat: whole, or streamed by editing a message.
+"""Posting one reply into one Telegram chat: whole, or streamed by editing a message, or
+in a private chat as a message draft that Telegram animates (`sendMessageDraft`, Bot API
+9.3, python-telegram-bot 22.6), sent as a message once complete.
 
-Telegram's flood control is python-telegram-bot's `AIORateLimiter`: it spaces
-requests out and retries a request refused with `RetryAfter` once the wait is
-over. What is left to this module is never losing the text: HTML that Telegram
-cannot parse is re-sent as plain text, "message is not modified" is not an
-error, and the final text is tried again through network errors.
+Telegram's flood control is python-telegram-bot's `AIORateLimiter` when the bot has
+one (the channel's always does): it spaces requests out and retries a request refused
+with `RetryAfter` once the wait is over; without one, the final text waits here.
+What is left to this module is never losing the text: HTML that Telegram cannot parse
+is re-sent as plain text, "message is not modified" is not an error, and the final
+text is tried again through network errors.
 """
 
 from __future__ import annotations
@@ -12,16 +15,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
 from telegram import InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
+from telegram.error import (
+    BadRequest,
+    EndPointNotFound,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 from telegram.ext import ExtBot
 
+from botkit.adapters.streaming import ShowsText
 from botkit.adapters.telegram.format import Piece, to_pieces
 
 logger = logging.getLogger(__name__)
@@ -33,6 +46,8 @@ FINAL_RATE_LIMIT_RETRIES = 10
 
 T = TypeVar("T")
 Bot = ExtBot[Any]
+
+__all__ = ["Destination", "DraftSupport", "DraftWriter", "ReplyWriter", "ShowsText", "typing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +87,22 @@ class ReplyWriter:
         self._before_first = before_first
         self._buttons = buttons
         self._shown: list[_Shown] = []
+        # An Application of your own may have no rate limiter (python-telegram-bot refuses
+        # rate_limit_args then).
+        self._limited = bot.rate_limiter is not None
+        self._flood_until = 0.0
+
+    def _rate_limit_args(self, final: bool) -> int | None:
+        return FINAL_RATE_LIMIT_RETRIES if final and self._limited else None
 
     async def show(self, markdown: str, *, final: bool = True) -> None:
         """Make the chat show `markdown`; a partial text that cannot be shown now is skipped,
         the final one is retried and its failure raised. The final text's last message
         carries the buttons, if any (in the edit or send that shows it)."""
-        pieces = to_pieces(markdown)
+        await self.show_pieces(to_pieces(markdown), final=final)
+
+    async def show_pieces(self, pieces: list[Piece], *, final: bool = True) -> None:
+        """Make the chat show these pieces, one message each (see `show`)."""
         buttons = self._buttons() if final and self._buttons is not None else None
         for index, piece in enumerate(pieces):
             markup = buttons if index == len(pieces) - 1 else None
@@ -94,11 +119,22 @@ class ReplyWriter:
         """Run a send or an edit. A partial update that fails is skipped (the next one shows
         the same text and more); the final one is tried again through network errors."""
         chat = self._destination.chat_id
+        loop = asyncio.get_running_loop()
         for attempt in range(1, FINAL_ATTEMPTS + 1):
+            if (wait := self._flood_until - loop.time()) > 0:  # only without a rate limiter
+                if not final:
+                    return False
+                await asyncio.sleep(wait)
             try:
                 await action()
                 return True
             except (NetworkError, RetryAfter) as err:
+                if isinstance(err, RetryAfter) and not self._limited:
+                    # Telegram's wait, kept here as the rate limiter would keep it.
+                    self._flood_until = loop.time() + _seconds(err.retry_after)
+                    logger.warning("chat %s: %s", chat, err)
+                    if final and attempt < FINAL_ATTEMPTS:
+                        continue
                 if not final:
                     logger.debug("skipped a partial update of chat %s: %s", chat, err)
                     return False
@@ -125,7 +161,7 @@ class ReplyWriter:
                     ReplyParameters(quote, allow_sending_without_reply=True) if quote else None
                 ),
                 reply_markup=markup,
-                rate_limit_args=FINAL_RATE_LIMIT_RETRIES if final else None,
+                rate_limit_args=self._rate_limit_args(final),
             )
 
         message = await _formatted_or_plain(send, piece)
@@ -144,7 +180,7 @@ class ReplyWriter:
                     message_id=shown.message_id,
                     parse_mode=parse_mode,
                     reply_markup=markup,
-                    rate_limit_args=FINAL_RATE_LIMIT_RETRIES if final else None,
+                    rate_limit_args=self._rate_limit_args(final),
                 )
             except BadRequest as err:
                 if "not modified" not in err.message.lower():
@@ -162,12 +198,98 @@ class ReplyWriter:
                 chat_id=self._destination.chat_id,
                 message_id=shown.message_id,
                 reply_markup=markup,
-                rate_limit_args=FINAL_RATE_LIMIT_RETRIES,
+                rate_limit_args=self._rate_limit_args(True),
             )
         except BadRequest as err:
             if "not modified" not in err.message.lower():
                 raise
         shown.buttons = markup
+
+
+class DraftSupport:
+    """Whether a bot's drafts are worth trying: python-telegram-bot must have
+    `send_message_draft` (22.6), and the Bot API server must not have refused it."""
+
+    def __init__(self) -> None:
+        self.available = hasattr(ExtBot, "send_message_draft")
+
+    def refused(self, reason: str, *, missing: bool = False) -> None:
+        """Try no more drafts; `missing`: the Bot API server has no such method (nothing for
+        an operator to fix, so not a warning)."""
+        if self.available:
+            logger.log(
+                logging.INFO if missing else logging.WARNING,
+                "Telegram refused a message draft (%s); streaming by editing messages instead",
+                reason,
+            )
+        self.available = False
+
+
+class DraftWriter:
+    """Streams an answer into a private chat as a message draft, which Telegram animates as
+    it grows (no edits, no "edited" mark), and sends it as messages when it is complete.
+
+    Text that outgrows one message is sent as it completes, the rest drafted. When
+    Telegram refuses drafts, the answer continues as `writer`'s edited messages.
+    """
+
+    def __init__(
+        self,
+        bot: Bot,
+        destination: Destination,
+        writer: ReplyWriter,
+        support: DraftSupport,
+        *,
+        before_first: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._bot = bot
+        self._destination = destination
+        self._writer = writer
+        self._support = support
+        self._before_first = before_first
+        # Changes of one draft id are animated; each message of a long answer gets its own.
+        self._draft_id = secrets.randbelow(2**30) + 1
+        self._drafting = True
+
+    async def show(self, markdown: str, *, final: bool = True) -> None:
+        if final or not (self._drafting and self._support.available):
+            await self._writer.show(markdown, final=final)  # the final text: real messages
+            return
+        pieces = to_pieces(markdown)
+        if len(pieces) > 1:
+            await self._writer.show_pieces(pieces[:-1], final=False)
+        try:
+            await self._draft(len(pieces) - 1, pieces[-1])
+        except (InvalidToken, EndPointNotFound) as err:  # 404: the server has no such method
+            self._support.refused(str(err), missing=True)
+        except BadRequest as err:  # e.g. drafts not allowed for this bot
+            self._support.refused(err.message)
+        except (NetworkError, RetryAfter) as err:
+            logger.debug("skipped a draft in chat %s: %s", self._destination.chat_id, err)
+            return
+        else:
+            return
+        self._drafting = False
+        await self._writer.show(markdown, final=False)
+
+    async def _draft(self, index: int, piece: Piece) -> None:
+        await self._before_first()
+
+        async def draft(text: str, parse_mode: str | None) -> bool:
+            return await self._bot.send_message_draft(
+                chat_id=self._destination.chat_id,
+                draft_id=self._draft_id + index,
+                text=text,
+                parse_mode=parse_mode,
+                message_thread_id=self._destination.thread_id,
+            )
+
+        await _formatted_or_plain(draft, piece)
+
+
+def _seconds(wait: float | timedelta) -> float:
+    """`RetryAfter.retry_after`: seconds, or a timedelta (PTB_TIMEDELTA, python-telegram-bot 23)."""
+    return wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
 
 
 async def _formatted_or_plain(post: Callable[[str, str | None], Awaitable[T]], piece: Piece) -> T:

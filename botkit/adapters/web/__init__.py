@@ -8,6 +8,7 @@ replies.py    a message into the inbox first, then answered in a task of its own
 events.py     …/events: a session's new messages live, from any worker
 handoffs.py   /v1/handoffs: people answering through the API (the webhook desk)
 protocol.py   JSON bodies in, JSON errors and Server-Sent Events out
+asgi.py       all of it as an ASGI app to mount in yours (`asgi_app(bots)`)
 
 Every message is in the store's inbox before the client hears of it; a worker
 that dies leaves it there, and another answers it (`WebChannel.resume`), as it
@@ -24,7 +25,8 @@ from starlette.routing import BaseRoute
 from botkit import __version__
 from botkit.adapters import ServeOptions
 from botkit.adapters.web.api import KeyAccess, SessionsApi
-from botkit.adapters.web.events import LiveEvents
+from botkit.adapters.web.asgi import WebApp, asgi_app
+from botkit.adapters.web.events import PING_SECONDS, LiveEvents
 from botkit.adapters.web.feedback import FeedbackRoutes
 from botkit.adapters.web.openapi import openapi_document
 from botkit.adapters.web.page import ChatPage
@@ -36,6 +38,8 @@ from botkit.errors import DeliveryError
 from botkit.messages import IncomingMessage
 from botkit.stores.base import InboxItem
 
+__all__ = ["WebApp", "WebChannel", "asgi_app", "build"]
+
 logger = logging.getLogger(__name__)
 
 GRACE_SECONDS = 10.0
@@ -46,12 +50,17 @@ class WebChannel:
     """Serves the bots of a `BotApp` over HTTP, and carries out their web inbox items."""
 
     def __init__(
-        self, app: BotApp, *, rate_window: float = 60.0, grace: float = GRACE_SECONDS
+        self,
+        app: BotApp,
+        *,
+        rate_window: float = 60.0,
+        grace: float = GRACE_SECONDS,
+        ping: float = PING_SECONDS,
     ) -> None:
         web = app.settings.web
         self.app = app
-        self.replies = Replies(grace=grace)
-        self.events = LiveEvents(app.store)
+        self.replies = Replies(grace=grace, ping=ping)
+        self.events = LiveEvents(app.store, ping=ping)
         self.sessions = Sessions(app.store, app.pipelines, handoffs=app.handoffs)
         per_minute = web.public_messages_per_minute
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from botkit.adapters.web.events import conversation_topic
+from botkit.adapters.web.events import PING_SECONDS, conversation_topic
 from botkit.adapters.web.protocol import RETRY_AFTER, ApiError, sse_event, unavailable
 from botkit.adapters.web.sessions import Session
 from botkit.errors import StoreError
@@ -71,8 +71,9 @@ class Replies:
     seconds before the store closes; any left unfinished stay in the inbox.
     """
 
-    def __init__(self, *, grace: float) -> None:
+    def __init__(self, *, grace: float, ping: float = PING_SECONDS) -> None:
         self._grace = grace
+        self._ping = ping
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
 
@@ -132,7 +133,14 @@ class Replies:
         self._start(produce())
 
         async def events() -> AsyncIterator[bytes]:
-            while (entry := await queue.get()) is not None:
+            while True:
+                try:
+                    entry = await asyncio.wait_for(queue.get(), self._ping)
+                except TimeoutError:  # a slow answer: a comment keeps proxies from cutting it
+                    yield b": ping\n"
+                    continue
+                if entry is None:
+                    break
                 if isinstance(entry, str):
                     yield sse_event("delta", {"delta": entry})
                 else:
