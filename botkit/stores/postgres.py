@@ -1128,9 +1128,8 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 def _values(item: Outcome | Feedback) -> tuple[Any, ...]:
     """A row's values; text cannot hold NUL, so a NUL in a question or comment shows as U+FFFD."""
-    return tuple(
-        v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in dataclasses.astuple(item)
-    )
+    values = (getattr(item, field.name) for field in dataclasses.fields(item))
+    return tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in values)
 
 
 def _filters(

@@ -546,7 +546,8 @@ class SqliteStore(Store):
         if not outcomes:
             return
         marks = ", ".join("?" * len(_OUTCOME_FIELDS))
-        rows = [dataclasses.astuple(o) for o in outcomes]
+        # Not dataclasses.astuple: it deep-copies every value, the costliest part of this.
+        rows = [tuple(getattr(o, name) for name in _OUTCOME_FIELDS) for o in outcomes]
         try:
             await self._db.executemany(
                 f"INSERT OR REPLACE INTO outcomes ({_OUTCOME_COLUMNS}) VALUES ({marks})", rows
