@@ -1,6 +1,8 @@
 """One botkit bot on Telegram: its python-telegram-bot `Application`, fed by long polling
 or by the webhook route, and how it answers an update.
 
+Every update is checked first (`updates.py`): one whose fields botkit cannot read
+is logged in one line and confirmed, since refusing it would only bring it back.
 Every update for the bot goes into the store's inbox before Telegram is told it
 arrived: polling confirms an update's offset only once its `put` on the update
 queue returns, and the webhook answers 200 only then, so a worker that dies
@@ -31,7 +33,8 @@ from telegram.ext import AIORateLimiter, Application, ContextTypes, TypeHandler
 from botkit.adapters.streaming import stream_reply
 from botkit.adapters.telegram.incoming import BotIdentity, to_incoming
 from botkit.adapters.telegram.reply import Destination, ReplyWriter, typing
-from botkit.errors import ConfigError, DeliveryError, Problem, StoreError
+from botkit.adapters.telegram.updates import CheckedUpdates, log_unreadable, read_update
+from botkit.errors import ConfigError, DeliveryError, PayloadError, Problem, StoreError
 from botkit.inbox import settle
 from botkit.locks import ConversationLocks
 from botkit.messages import IncomingMessage
@@ -94,7 +97,9 @@ class TelegramBot:
             .rate_limiter(AIORateLimiter(max_retries=max_retries))
             .concurrent_updates(True)
         )
-        builder = builder.update_queue(_InboxQueue(self))
+        builder = builder.update_queue(_InboxQueue(self)).get_updates_request(
+            CheckedUpdates(self.name)
+        )
         self.application = (builder.updater(None) if webhook_url else builder).build()
         self.application.add_handler(TypeHandler(Update, self._on_update))
         self.application.add_error_handler(self._on_error)
@@ -181,11 +186,15 @@ class TelegramBot:
                 return PlainTextResponse("too large for a Telegram update", 413)
         try:
             data = json.loads(body)
-            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-                raise ValueError("not an update")
-            update = Update.de_json(data, self.application.bot)
-        except Exception as err:  # anything a malformed body makes the parser raise
+        except (ValueError, RecursionError) as err:  # RecursionError: nested too deeply
             return PlainTextResponse(f"not a Telegram update: {err}", 400)
+        if not isinstance(data, dict):
+            return PlainTextResponse("not a Telegram update: expected a JSON object", 400)
+        try:
+            update = read_update(data, self.application.bot)
+        except PayloadError as err:
+            log_unreadable(self.name, data, err)
+            return Response(status_code=200)  # an error would only make Telegram send it again
         try:
             admitted = await self._admit(update)
         except StoreError as err:
