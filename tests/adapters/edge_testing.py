@@ -65,7 +65,7 @@ def spoiled(
     (those the edge reads)."""
     spoilt = copy.deepcopy(payload)
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        _spoil_once(draw, spoilt, names, values or json_values())
+        _spoil_once(draw, spoilt, names, json_values() if values is None else values)
     return spoilt
 
 
@@ -74,19 +74,22 @@ def _spoil_once(
 ) -> None:
     while True:
         if isinstance(node, dict):
-            keys = sorted(node) + [name for name in names if name not in node]
-            if not keys:
+            missing = [name for name in names if name not in node]
+            if missing and (not node or draw(st.integers(0, 3)) == 0):
+                node[draw(st.sampled_from(missing))] = draw(values)  # a field it lacked
                 return
-            key: Any = draw(st.sampled_from(keys))
+            if not node:
+                return
+            key: Any = draw(st.sampled_from(sorted(node)))
         elif isinstance(node, list) and node:
             key = draw(st.integers(min_value=0, max_value=len(node) - 1))
         else:
             return
-        child = node.get(key) if isinstance(node, dict) else node[key]
-        if isinstance(child, dict | list) and child and draw(st.booleans()):
-            node = child  # go deeper
+        child = node[key]
+        if isinstance(child, dict | list) and child and draw(st.integers(0, 2)):
+            node = child  # deeper, two times in three
             continue
-        if isinstance(node, dict) and key in node and draw(st.integers(0, 4)) == 0:
+        if isinstance(node, dict) and draw(st.integers(0, 4)) == 0:
             del node[key]
         else:
             node[key] = draw(values)

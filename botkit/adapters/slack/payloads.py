@@ -81,6 +81,8 @@ class _Where(Checked):
     is_enterprise_install: bool | None = None
     function_execution_id: str | None = None
     bot_access_token: str | None = None
+    authorizations: list[_Authorization] | None = None
+    event: _Inner = None
     item: _Inner = None
     message: _Inner = None
     previous_message: _Inner = None
@@ -89,6 +91,14 @@ class _Where(Checked):
 
 class _Authorization(_Where):
     is_bot: bool | None = None  # names the bot's user until auth.test has answered
+
+
+class _Request(_Where):
+    """What bolt reads at the top of every request, besides who and where."""
+
+    # Absent, or an object (not null): bolt's check for the bot's own events reads it in
+    # every request.
+    event: _Where = Field(default_factory=_Where)
 
 
 class _Profile(Checked):
@@ -143,15 +153,15 @@ class _ResponseURL(Checked):
     response_url: str | None = None
 
 
-class _Body(_Where):
+class _Body(_Request):
     """Any JSON body or interactivity payload: its type, and what bolt reads of every one."""
 
     type: str
-    authorizations: list[_Authorization] | None = None
-    view: _View | None = None
+    # Absent, or of their type (not null): bolt reads them whenever they are there.
+    view: _View = Field(default_factory=_View)
+    response_urls: list[_ResponseURL] = Field(default_factory=list)
     function_data: _FunctionData | None = None
     response_url: str | None = None
-    response_urls: list[_ResponseURL] | None = None
     is_ext_shared_channel: bool | None = None
     callback_id: str | None = None
     trigger_id: str | None = None
@@ -192,7 +202,7 @@ class _BlockActions(_Body):
     message: _Message | None = None
 
 
-class _Command(_Where):
+class _Command(_Request):
     """A slash command: a form, so every value is text (over Socket Mode, JSON)."""
 
     command: str
