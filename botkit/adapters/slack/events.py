@@ -2,8 +2,8 @@
 messages the bot answers, and where.
 
 A request is Slack's when its signature holds; it is checked on the raw bytes,
-before anything parses them. Then its fields are (`payloads.py`): one of a type
-botkit cannot read is acknowledged with one warning line, and ignored.
+before anything parses them; then its fields are (`payloads.py`), and a request
+with one of a type botkit cannot read is acknowledged, logged in one line, ignored.
 
     a DM                              → answered in the DM; one conversation per DM
     an app_mention, or a message

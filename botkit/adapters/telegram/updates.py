@@ -92,7 +92,7 @@ def read_update(data: Any, bot: Bot | None) -> Update:
     try:
         return Update.de_json(data, bot)
     except Exception as err:  # whatever its parsers raise on a payload they cannot read
-        problem = f"{type(err).__name__}: {err}"
+        problem = " ".join(f"{type(err).__name__}: {err}".split())  # one line in the log
         raise PayloadError(f"python-telegram-bot cannot read it ({problem:.120})") from None
 
 
