@@ -9,6 +9,8 @@
     │                              worker (botkit.stores.base)
     ├── DeliveryError              a customer's platform refused a message for good (blocked
     │                              bot, deleted session): not worth trying again
+    ├── PayloadError               a platform's request or update has a field of a type botkit
+    │                              cannot read: acknowledged, logged in one line, ignored
     └── LLMError                   a chat-completions call failed; carries the API's message,
         │                          its error code, the HTTP status and the request id
         ├── InvalidParameterError  a request parameter is out of range (checked before sending)
@@ -71,6 +73,11 @@ class StoreError(BotkitError):
 
 class DeliveryError(BotkitError):
     """A message cannot be delivered to a customer, and trying again will not help."""
+
+
+class PayloadError(BotkitError):
+    """Slack or Telegram sent something whose fields botkit cannot read; the message names
+    the first such field (`event.subtype: …`)."""
 
 
 class LLMError(BotkitError):

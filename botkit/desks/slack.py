@@ -26,7 +26,8 @@ from slack_sdk.errors import SlackApiError
 from botkit.adapters.slack.app import SHARED_KEY, SlackApp
 from botkit.adapters.slack.events import is_addressed, is_ignored, plain_text
 from botkit.adapters.slack.format import escape
-from botkit.errors import ConfigError
+from botkit.adapters.slack.payloads import check_interaction
+from botkit.errors import ConfigError, PayloadError
 from botkit.handoff import Outcome
 from botkit.messages import Handoff, Turn
 
@@ -167,6 +168,12 @@ class DeskListener:
 
     async def _on_action(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
+        try:
+            # SlackApp checked the request; a bolt app of one's own may not have.
+            check_interaction(body)
+        except PayloadError as err:
+            logger.warning("ignored a Slack desk action that botkit cannot read: %s", err)
+            return
         self._slack.spawn(self._act(body, action))
 
     async def _act(self, body: Mapping[str, Any], action: Mapping[str, Any]) -> None:
@@ -197,7 +204,10 @@ class DeskListener:
 
     async def _on_event(self, event: dict[str, Any], body: dict[str, Any]) -> bool:
         channel, thread_ts = event.get("channel"), event.get("thread_ts")
-        if channel not in self._channels or not isinstance(thread_ts, str):
+        # Some events give their channel as an object (channel_created, im_created…).
+        if not (isinstance(channel, str) and channel in self._channels):
+            return False
+        if not isinstance(thread_ts, str):
             return False
         if thread_ts == event.get("ts"):
             return False  # not a reply

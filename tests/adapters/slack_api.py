@@ -568,8 +568,14 @@ async def deliver(
 
 
 async def slash_command(
-    url: str, text: str, *, channel: str = DM, command: str = "/botkit"
+    url: str,
+    text: str,
+    *,
+    channel: str = DM,
+    command: str = "/botkit",
+    trigger_id: str | None = None,
 ) -> httpx.Response:
+    """POST a signed slash command, as Slack does; each has a trigger_id of its own."""
     form = {
         "token": "legacy-verification-token",
         "team_id": TEAM,
@@ -579,7 +585,7 @@ async def slash_command(
         "command": command,
         "text": text,
         "response_url": "https://hooks.slack.invalid/commands/1/2",
-        "trigger_id": "1.2.3",
+        "trigger_id": trigger_id or f"{next(_event_ids)}.{TEAM}.command",
     }
     raw = urlencode(form).encode()
     headers = signed_headers(raw, content_type="application/x-www-form-urlencoded")

@@ -352,13 +352,12 @@ async def test_a_bad_signature_or_a_stale_timestamp_is_refused(
 
 
 async def test_a_malformed_body_gets_a_4xx(api: FakeSlackAPI, shop: BotDefinition) -> None:
+    # Not a JSON object at all; one whose fields are wrong is acknowledged, with a warning
+    # (test_slack_payloads.py), as Slack would only send it again.
     bodies = [
         b"{not json",
         b"[1, 2, 3]",
-        b'{"no": "type"}',
-        b'{"type": "event_callback"}',
-        b'{"type": "event_callback", "event": "text"}',
-        b'{"type": "url_verification"}',
+        b"[" * 100_000,
         b"\xff\xfe",
         b"",
     ]

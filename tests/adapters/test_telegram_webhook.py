@@ -104,6 +104,8 @@ async def test_updates_without_the_right_secret_are_refused(
 async def test_malformed_updates_are_a_400_and_the_bot_carries_on(
     api: FakeBotAPI, shop: BotDefinition
 ) -> None:
+    # Not a JSON object at all; one whose fields are wrong is acknowledged, with a warning
+    # (test_telegram_payloads.py), as Telegram would only send it again.
     async with serving(api, shop) as url, httpx.AsyncClient() as client:
         assert api.webhook is not None
         headers = {SECRET_HEADER: str(api.webhook[1]), "content-type": "application/json"}
@@ -111,10 +113,7 @@ async def test_malformed_updates_are_a_400_and_the_bot_carries_on(
             b"{not json",
             b"",
             b"[1, 2]",
-            b'{"message": {}}',
-            b'{"update_id": "seven"}',
-            b'{"update_id": 7, "message": "hello"}',
-            b'{"update_id": 8, "message": {"text": "no chat or date"}}',
+            b"[" * 100_000,
             "\udcff".encode("utf-8", "surrogatepass"),
         ]
         statuses = [(await client.post(url, content=body, headers=headers)).status_code

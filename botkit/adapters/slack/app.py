@@ -36,14 +36,23 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from botkit.adapters.slack.events import BotIdentity, parse_request, read_body, signature_problem
+from botkit.adapters.slack.events import (
+    BotIdentity,
+    is_form,
+    parse_request,
+    read_body,
+    signature_problem,
+)
+from botkit.adapters.slack.payloads import check_envelope, check_event, check_request
 from botkit.adapters.slack.reply import RateLimitRetry
-from botkit.errors import ConfigError, Problem, StoreError
+from botkit.errors import ConfigError, PayloadError, Problem, StoreError
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -112,6 +121,8 @@ class SlackApp:
             if app_token
             else None
         )
+        if self._socket is not None:  # every envelope through the check first
+            self._socket.client.socket_mode_request_listeners = [self._on_socket_request]
         self.identity: BotIdentity | None = None
         self.serving: Channel = self
         """What `botkit serve` runs for Slack: this app, or the Slack channel that runs it."""
@@ -215,30 +226,61 @@ class SlackApp:
         assert self._verifier is not None
         if refusal := signature_problem(self._verifier, request.headers, body):
             return PlainTextResponse(refusal, 401)
+        content_type = request.headers.get("content-type", "")
+        form = is_form(content_type)
         try:
-            data = parse_request(body, request.headers.get("content-type", ""))
+            data = parse_request(body, content_type)
         except ValueError as err:
             return PlainTextResponse(f"not a Slack request: {err}", 400)
+        if form and data.get("ssl_check") == "1" and "command" not in data:
+            return Response(status_code=200)  # Slack checking the certificate: nothing else
+        try:
+            check_request(data, form=form)
+        except PayloadError as err:
+            _unreadable(_kind(data, form=form), err)
+            return Response(status_code=200)  # an error would only bring it again
         kind = data.get("type")
         if kind == "url_verification":
             return JSONResponse({"challenge": data["challenge"]})
-        if "command" not in data and "payload" not in data and kind != "event_callback":
+        if not form and kind != "event_callback":
             # e.g. app_rate_limited: Slack only tells; bolt has nothing to route it to.
             logger.info("Slack says %s", kind)
             return Response(status_code=200)
+        if form and "payload" not in data:
+            # bolt takes any form whose text contains "payload" for an interactivity
+            # payload, and a command such as "/botkit what is a payload" for nothing;
+            # %70 is a "p" still, once decoded, but no longer that word.
+            body = body.replace(b"payload", b"%70ayload")
         try:
             bolt_request = to_async_bolt_request(request, body)
         except Exception as err:  # bolt reads the fields it expects without checking types
             return PlainTextResponse(f"not a Slack request: {err!r}", 400)
         return to_starlette_response(await self.bolt.async_dispatch(bolt_request))
 
+    async def _on_socket_request(self, client: Any, request: SocketModeRequest) -> None:
+        """A Socket Mode envelope: checked as a request over HTTP is, then bolt's."""
+        assert self._socket is not None
+        try:
+            check_envelope(request.type, request.payload)
+        except PayloadError as err:
+            _unreadable(_ENVELOPES.get(request.type, request.type), err)
+            await client.send_socket_mode_response(
+                SocketModeResponse(envelope_id=request.envelope_id)
+            )
+            return
+        await self._socket.handle(client, request)
+
     async def _on_event(self, body: dict[str, Any], event: dict[str, Any]) -> BoltResponse | None:
         if self.closing:
             return None
         try:
+            # Checked here too: the listeners may be reached without `_events`.
+            check_event(event)
             for handler in self._handlers:
                 if await handler(event, body):
                     break
+        except PayloadError as err:
+            _unreadable("event", err)
         except StoreError as err:  # not acknowledged: Slack delivers the event again
             logger.warning("cannot store a Slack event (%s); Slack will send it again", err)
             return BoltResponse(status=503, body="cannot store the event now")
@@ -296,6 +338,28 @@ class _Authorization(AsyncAuthorize):
             bot_user_id=me.user_id if me else None,
             bot_id=me.bot_id if me else None,
         )
+
+
+_WORD = re.compile(r"[a-z_]{1,40}")
+_ENVELOPES = {
+    "events_api": "event",
+    "interactive": "interactivity payload",
+    "slash_commands": "slash command",
+}
+
+
+def _kind(data: Mapping[str, Any], *, form: bool) -> str:
+    """What a request is, for the log: `event_callback`, a slash command…"""
+    if form:
+        return "interactivity payload" if "payload" in data else "slash command"
+    kind = data.get("type")
+    # Only a word goes into the log: the request is signed, but its sender is not trusted.
+    return kind if isinstance(kind, str) and _WORD.fullmatch(kind) else "request"
+
+
+def _unreadable(kind: str, err: PayloadError) -> None:
+    """One line for a request Slack will not be asked to send again."""
+    logger.warning("ignored a Slack %s that botkit cannot read: %s", kind, err)
 
 
 def _required(secret: SecretStr | None, variable: str, hint: str, purpose: str) -> str:

@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackApiError
 from botkit.adapters.slack import feedback
 from botkit.adapters.slack.events import (
     CHANNEL,
+    MAX_AGE,
     BotIdentity,
     destination,
     is_addressed,
@@ -38,6 +39,7 @@ from botkit.adapters.slack.events import (
     to_incoming,
 )
 from botkit.adapters.slack.format import to_mrkdwn
+from botkit.adapters.slack.payloads import check_command
 from botkit.adapters.slack.reply import (
     Destination,
     ReplyWriter,
@@ -45,7 +47,7 @@ from botkit.adapters.slack.reply import (
     StreamWriter,
 )
 from botkit.adapters.streaming import stream_reply
-from botkit.errors import DeliveryError
+from botkit.errors import DeliveryError, PayloadError, StoreError
 from botkit.feedback import GONE
 from botkit.inbox import settle
 from botkit.locks import ConversationLocks
@@ -63,6 +65,9 @@ logger = logging.getLogger(__name__)
 THREAD_SECONDS = 7 * 24 * 3600.0
 """How long the bot keeps answering a thread it took part in without a new mention."""
 COMMAND_FAILED = "Sorry, that did not work. Please try again."
+REPLAY_SECONDS = 2.0 * MAX_AGE
+"""How long a slash command's trigger_id is remembered: a signed request is accepted
+while its timestamp is within MAX_AGE of the clock, on either side."""
 THREADS_ARE_CONVERSATIONS = (
     "In channels each thread is its own conversation: start a new thread to start fresh."
 )
@@ -345,7 +350,24 @@ class SlackListener:
     # --- the slash command ---
 
     async def on_command(self, ack: AsyncAck, command: dict[str, Any]) -> None:
-        """`/botkit help`, `/botkit reset`: answered to the user alone, in the ack itself."""
+        """`/botkit help`, `/botkit reset`: answered to the user alone, in the ack itself.
+        A replay (the same `trigger_id`) is acknowledged and does nothing."""
+        try:
+            check_command(command)
+            first = await self.pipeline.store.claim(
+                f"slack:{self.name}:command:{command['trigger_id']}", ttl=REPLAY_SECONDS
+            )
+        except PayloadError as err:
+            logger.warning("ignored a Slack slash command that botkit cannot read: %s", err)
+            await ack()
+            return
+        except StoreError as err:
+            logger.warning("bot %s: cannot run a slash command now: %s", self.name, err)
+            await ack(text=COMMAND_FAILED, response_type="ephemeral")
+            return
+        if not first:
+            await ack()  # a replay, or Socket Mode delivering the envelope again
+            return
         word = str(command.get("text") or "").strip().lower()
         channel, user = str(command.get("channel_id", "")), str(command.get("user_id", ""))
         if word == "reset" and not channel.startswith("D"):

@@ -5,7 +5,9 @@ is botkit's (`handler.py`, what `botkit.telegram.handler` gives a library user).
 Every update for the bot goes into the store's inbox before Telegram is told it
 arrived: polling confirms an update's offset only once its `put` on the update
 queue returns, and the webhook answers 200 only then, so a worker that dies
-leaves its updates to another.
+leaves its updates to another. Every update is checked first (`updates.py`): one
+whose fields botkit cannot read is logged in one line and confirmed, since refusing
+it would only bring it back.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from telegram.ext import AIORateLimiter, Application
 
 from botkit.adapters.telegram.feedback import FeedbackButtons
 from botkit.adapters.telegram.handler import TelegramHandler, Timing
-from botkit.errors import ConfigError, Problem, StoreError
+from botkit.adapters.telegram.updates import CheckedUpdates, log_unreadable, read_update
+from botkit.errors import ConfigError, PayloadError, Problem, StoreError
 from botkit.stores.base import InboxItem
 
 if TYPE_CHECKING:
@@ -78,6 +81,7 @@ class TelegramBot:
             .rate_limiter(AIORateLimiter(max_retries=max_retries))
             .concurrent_updates(True)
             .update_queue(_InboxQueue(self.handler))
+            .get_updates_request(CheckedUpdates(self.name))
         )
         self.application = (builder.updater(None) if webhook_url else builder).build()
         self.handler.bot = self.application.bot
@@ -173,11 +177,15 @@ class TelegramBot:
                 return PlainTextResponse("too large for a Telegram update", 413)
         try:
             data = json.loads(body)
-            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-                raise ValueError("not an update")
-            update = Update.de_json(data, self.application.bot)
-        except Exception as err:  # anything a malformed body makes the parser raise
+        except (ValueError, RecursionError) as err:  # RecursionError: nested too deeply
             return PlainTextResponse(f"not a Telegram update: {err}", 400)
+        if not isinstance(data, dict):
+            return PlainTextResponse("not a Telegram update: expected a JSON object", 400)
+        try:
+            update = read_update(data, self.application.bot)
+        except PayloadError as err:
+            log_unreadable(self.name, data, err)
+            return Response(status_code=200)  # an error would only make Telegram send it again
         if not self._started:
             admitted = False  # Telegram resends it once the bot answers
         else:
