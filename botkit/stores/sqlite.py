@@ -152,6 +152,55 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX feedback_by_user ON feedback (user);
     CREATE INDEX handoffs_by_conversation ON handoffs (conversation);
     """,
+    # 4: running totals of the day's tokens per bot and per user, kept by triggers, so a
+    # daily budget's check is one row whatever the day's volume (it summed the day's rows)
+    """
+    CREATE TABLE usage_by_bot (
+        day TEXT NOT NULL, bot TEXT NOT NULL, tokens INTEGER NOT NULL, PRIMARY KEY (day, bot)
+    );
+    CREATE TABLE usage_by_user (
+        day TEXT NOT NULL,
+        bot TEXT NOT NULL,
+        user TEXT NOT NULL,
+        tokens INTEGER NOT NULL,
+        PRIMARY KEY (day, bot, user)
+    );
+    INSERT INTO usage_by_bot
+        SELECT day, bot, SUM(prompt_tokens + completion_tokens) FROM usage GROUP BY day, bot;
+    INSERT INTO usage_by_user
+        SELECT day, bot, user, SUM(prompt_tokens + completion_tokens) FROM usage
+        GROUP BY day, bot, user;
+    CREATE TRIGGER usage_added AFTER INSERT ON usage BEGIN
+        INSERT INTO usage_by_bot VALUES
+            (NEW.day, NEW.bot, NEW.prompt_tokens + NEW.completion_tokens)
+            ON CONFLICT (day, bot) DO UPDATE SET tokens = tokens + excluded.tokens;
+        INSERT INTO usage_by_user VALUES
+            (NEW.day, NEW.bot, NEW.user, NEW.prompt_tokens + NEW.completion_tokens)
+            ON CONFLICT (day, bot, user) DO UPDATE SET tokens = tokens + excluded.tokens;
+    END;
+    CREATE TRIGGER usage_changed AFTER UPDATE ON usage BEGIN
+        UPDATE usage_by_bot SET tokens = tokens - OLD.prompt_tokens - OLD.completion_tokens
+            WHERE day = OLD.day AND bot = OLD.bot;
+        UPDATE usage_by_user SET tokens = tokens - OLD.prompt_tokens - OLD.completion_tokens
+            WHERE day = OLD.day AND bot = OLD.bot AND user = OLD.user;
+        INSERT INTO usage_by_bot VALUES
+            (NEW.day, NEW.bot, NEW.prompt_tokens + NEW.completion_tokens)
+            ON CONFLICT (day, bot) DO UPDATE SET tokens = tokens + excluded.tokens;
+        INSERT INTO usage_by_user VALUES
+            (NEW.day, NEW.bot, NEW.user, NEW.prompt_tokens + NEW.completion_tokens)
+            ON CONFLICT (day, bot, user) DO UPDATE SET tokens = tokens + excluded.tokens;
+        DELETE FROM usage_by_user
+            WHERE day = OLD.day AND bot = OLD.bot AND user = OLD.user AND tokens <= 0;
+    END;
+    CREATE TRIGGER usage_removed AFTER DELETE ON usage BEGIN
+        UPDATE usage_by_bot SET tokens = tokens - OLD.prompt_tokens - OLD.completion_tokens
+            WHERE day = OLD.day AND bot = OLD.bot;
+        UPDATE usage_by_user SET tokens = tokens - OLD.prompt_tokens - OLD.completion_tokens
+            WHERE day = OLD.day AND bot = OLD.bot AND user = OLD.user;
+        DELETE FROM usage_by_user
+            WHERE day = OLD.day AND bot = OLD.bot AND user = OLD.user AND tokens <= 0;
+    END;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -259,9 +308,8 @@ class SqliteStore(Store):
         try:
             version = int(list(await self._db.execute_fetchall("PRAGMA user_version"))[0][0])
             for number in range(version, SCHEMA_VERSION):
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        await self._db.execute_fetchall(statement)
+                for statement in _statements(MIGRATIONS[number]):
+                    await self._db.execute_fetchall(statement)
             await self._db.execute_fetchall(f"PRAGMA user_version = {SCHEMA_VERSION}")
             await self._db.execute_fetchall("COMMIT")
         except BaseException:
@@ -390,12 +438,14 @@ class SqliteStore(Store):
         return [UsageTotal(*row) for row in rows]
 
     async def tokens_used(self, *, day: str, bot: str, user: str | None = None) -> int:
-        rows = await self._rows(
-            "SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM usage"
-            " WHERE day = ? AND bot = ? AND (? IS NULL OR user = ?)",
-            (day, bot, user, user),
-        )
-        return int(rows[0][0])
+        params: tuple[str, ...]
+        if user is None:
+            sql, params = "SELECT tokens FROM usage_by_bot WHERE day = ? AND bot = ?", (day, bot)
+        else:
+            sql = "SELECT tokens FROM usage_by_user WHERE day = ? AND bot = ? AND user = ?"
+            params = (day, bot, user)
+        rows = await self._rows(sql, params)
+        return int(rows[0][0]) if rows else 0
 
     # --- rates -------------------------------------------------------------------------
 
@@ -714,6 +764,17 @@ def _filters(
             clauses.append(clause)
             params.append(value)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _statements(script: str) -> list[str]:
+    """A migration's statements, one by one (a trigger's body holds semicolons too)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    return [s for s in statements if s.rstrip(";").strip()]
 
 
 def _handoff_row(handoff: Handoff) -> tuple[Any, ...]:

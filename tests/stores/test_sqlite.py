@@ -138,3 +138,42 @@ def test_two_processes_claiming_the_same_events_never_both_win(tmp_path: Path) -
     ]
     wins = [int(w.communicate(timeout=60)[0]) for w in workers]
     assert sum(wins) == 200
+
+
+async def test_a_daily_budget_reads_one_running_total(tmp_path: Path) -> None:
+    # The audit: tokens_used summed the day's rows on every message (17.7 ms at 100,000).
+    from botkit.stores.base import UsageRecord
+
+    async with await SqliteStore.open(tmp_path / "b.db") as store:
+        records = [
+            UsageRecord("2026-11-29", "shop", f"u{i % 50}", f"c{i}", "m", 10, 5)
+            for i in range(2_000)
+        ]
+        await store.add_usage(records)
+        await store.add_usage([UsageRecord("2026-11-29", "shop", "u1", "c1", "m", 1, 1)])
+        assert await store.tokens_used(day="2026-11-29", bot="shop") == 2_000 * 15 + 2
+        assert await store.tokens_used(day="2026-11-29", bot="shop", user="u1") == 40 * 15 + 2
+        await store.erase_usage(user="u1")  # forgetting a user keeps the bot's tokens
+        assert await store.tokens_used(day="2026-11-29", bot="shop") == 2_000 * 15 + 2
+        assert await store.tokens_used(day="2026-11-29", bot="shop", user="u1") == 0
+        plan = await store._rows(
+            "EXPLAIN QUERY PLAN SELECT tokens FROM usage_by_bot WHERE day = ? AND bot = ?",
+            ("2026-11-29", "shop"),
+        )
+    assert "USING PRIMARY KEY" in str(plan) or "USING INDEX" in str(plan)
+
+
+async def test_an_old_file_gets_its_running_totals_when_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    async with await SqliteStore.open(path) as store:
+        from botkit.stores.base import UsageRecord
+
+        await store.add_usage([UsageRecord("2026-11-28", "shop", "ann", "c", "m", 7, 3)])
+    with sqlite3.connect(path) as db:  # as a file written before the totals existed
+        db.executescript(
+            "DROP TRIGGER usage_added; DROP TRIGGER usage_changed; DROP TRIGGER usage_removed;"
+            "DROP TABLE usage_by_bot; DROP TABLE usage_by_user; PRAGMA user_version = 3;"
+        )
+    async with await SqliteStore.open(path) as store:
+        assert await store.tokens_used(day="2026-11-28", bot="shop") == 10
+        assert await store.tokens_used(day="2026-11-28", bot="shop", user="ann") == 10
