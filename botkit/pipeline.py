@@ -265,7 +265,11 @@ class Pipeline:
     async def _history(self, message: IncomingMessage) -> list[Turn]:
         settings = self.bot.settings
         return await self.store.load(
-            message.conversation_key, limit=settings.history_turns, idle_reset=settings.idle_reset
+            message.conversation_key,
+            limit=settings.history_turns,
+            idle_reset=settings.idle_reset,
+            # What could fit beside the answer: the composer trims it exactly.
+            max_tokens=settings.context_tokens - settings.max_tokens,
         )
 
     async def _remember(self, message: IncomingMessage, lease: Lease) -> None:

@@ -101,8 +101,10 @@ class ConversationStore(ABC):
     """Whether other processes share the store (then leases are renewed while held)."""
 
     @abstractmethod
-    async def recent(self, key: str, limit: int) -> list[Turn]:
-        """The newest `limit` turns of the conversation, oldest first."""
+    async def recent(self, key: str, limit: int, *, max_tokens: int | None = None) -> list[Turn]:
+        """The newest `limit` turns of the conversation, oldest first; with `max_tokens`,
+        only as many of the newest as it takes to pass that many tokens (the rest could
+        not fit in a prompt anyway: reading them would cost more the longer it grows)."""
 
     @abstractmethod
     async def append(self, key: str, turns: Sequence[Turn], *, lease: Lease | None = None) -> None:
@@ -124,9 +126,16 @@ class ConversationStore(ABC):
     async def aclose(self) -> None:  # noqa: B027 - stores without resources need no close
         """Release connections; the store is unusable afterwards."""
 
-    async def load(self, key: str, *, limit: int, idle_reset: float | None = None) -> list[Turn]:
+    async def load(
+        self,
+        key: str,
+        *,
+        limit: int,
+        idle_reset: float | None = None,
+        max_tokens: int | None = None,
+    ) -> list[Turn]:
         """The history to answer from: empty when the conversation sat idle too long."""
-        turns = await self.recent(key, limit)
+        turns = await self.recent(key, limit, max_tokens=max_tokens)
         if turns and idle_reset is not None and time.time() - turns[-1].at > idle_reset:
             await self.reset(key)
             return []
@@ -610,3 +619,15 @@ def gcra(
     the wait before it may be used). Stores that cannot run it where the data is use this."""
     new_tat = max(tat if tat is not None else now, now) + cost / rate
     return new_tat, max(0.0, new_tat - burst / rate - now)
+
+
+def within_tokens(newest_first: Sequence[Turn], max_tokens: int | None) -> int:
+    """How many of the newest turns it takes to pass `max_tokens` (all, without a bound)."""
+    if max_tokens is None:
+        return len(newest_first)
+    used = 0
+    for count, turn in enumerate(newest_first, start=1):
+        used += turn.tokens
+        if used > max_tokens:
+            return count
+    return len(newest_first)

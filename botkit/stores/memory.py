@@ -26,6 +26,7 @@ from botkit.stores.base import (
     Wanted,
     gcra,
     in_order,
+    within_tokens,
 )
 
 _DEDUPE_SECONDS = 24 * 3600.0
@@ -58,10 +59,11 @@ class MemoryStore(Store):
         self._outcomes: defaultdict[str, dict[str, Outcome]] = defaultdict(dict)
         self._feedback: defaultdict[str, dict[str, Feedback]] = defaultdict(dict)
 
-    async def recent(self, key: str, limit: int) -> list[Turn]:
+    async def recent(self, key: str, limit: int, *, max_tokens: int | None = None) -> list[Turn]:
         if limit <= 0 or key not in self._turns:
             return []
-        return self._turns[key][-limit:]
+        turns = self._turns[key][-limit:]
+        return turns[len(turns) - within_tokens(turns[::-1], max_tokens) :]
 
     async def append(self, key: str, turns: Sequence[Turn], *, lease: Lease | None = None) -> None:
         self._turns[key].extend(turns)

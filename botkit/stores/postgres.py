@@ -557,16 +557,29 @@ class PostgresStore(Store):
 
     # --- conversations ---------------------------------------------------------------
 
-    async def recent(self, key: str, limit: int) -> list[Turn]:
+    async def recent(self, key: str, limit: int, *, max_tokens: int | None = None) -> list[Turn]:
         if limit <= 0:
             return []
-        rows = await self._fetch(
-            f"SELECT {_TURN_COLUMNS} FROM botkit_turns WHERE conversation = $1"
-            " ORDER BY seq DESC LIMIT $2",
-            key,
-            limit,
-            retry=True,
-        )
+        if max_tokens is None:
+            rows = await self._fetch(
+                f"SELECT {_TURN_COLUMNS} FROM botkit_turns WHERE conversation = $1"
+                " ORDER BY seq DESC LIMIT $2",
+                key,
+                limit,
+                retry=True,
+            )
+        else:
+            # The newer turns' tokens summed in the database: what cannot fit is never sent.
+            rows = await self._fetch(
+                f"SELECT {_TURN_COLUMNS} FROM (SELECT *, SUM(tokens) OVER"
+                " (ORDER BY seq DESC ROWS UNBOUNDED PRECEDING) AS newer FROM"
+                " (SELECT * FROM botkit_turns WHERE conversation = $1 ORDER BY seq DESC"
+                " LIMIT $2) AS latest) AS counted WHERE newer - tokens <= $3 ORDER BY seq DESC",
+                key,
+                limit,
+                max_tokens,
+                retry=True,
+            )
         return [_turn(row) for row in reversed(rows)]
 
     async def append(self, key: str, turns: Sequence[Turn], *, lease: Lease | None = None) -> None:

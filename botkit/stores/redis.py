@@ -65,6 +65,16 @@ _FENCED_APPEND = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 return redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
 """
+# The newest turns, read from the end until their tokens (the fourth field) pass the budget.
+_RECENT = """
+local turns = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
+local budget, used, first = tonumber(ARGV[2]), 0, 1
+for i = #turns, 1, -1 do
+    used = used + cjson.decode(turns[i])[4]
+    if used > budget then first = i break end
+end
+return {unpack(turns, first)}
+"""
 _RESET = """
 local n = redis.call('LLEN', KEYS[1])
 redis.call('DEL', KEYS[1])
@@ -226,6 +236,7 @@ class RedisStore(Store):
         self._streams: set[str] = set()
         self._fenced_append = client.register_script(_FENCED_APPEND)
         self._reset = client.register_script(_RESET)
+        self._recent = client.register_script(_RECENT)
         self._gcra = client.register_script(_GCRA)
         self._inbox_add = client.register_script(_INBOX_ADD)
         self._renew = client.register_script(_RENEW_ITEMS)
@@ -265,11 +276,15 @@ class RedisStore(Store):
 
     # --- conversations ---------------------------------------------------------------
 
-    async def recent(self, key: str, limit: int) -> list[Turn]:
+    async def recent(self, key: str, limit: int, *, max_tokens: int | None = None) -> list[Turn]:
         if limit <= 0:
             return []
+        turns = self._key("turns", key)
         try:
-            raw = await self._redis.lrange(self._key("turns", key), -limit, -1)
+            if max_tokens is None:
+                raw = await self._redis.lrange(turns, -limit, -1)
+            else:
+                raw = await self._recent(keys=[turns], args=[limit, max_tokens])
         except RedisError as err:
             raise self._error(err) from err
         return [Turn(*orjson.loads(item)) for item in raw]

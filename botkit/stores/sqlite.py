@@ -318,13 +318,24 @@ class SqliteStore(Store):
 
     # --- conversations ---------------------------------------------------------------
 
-    async def recent(self, key: str, limit: int) -> list[Turn]:
+    async def recent(self, key: str, limit: int, *, max_tokens: int | None = None) -> list[Turn]:
         if limit <= 0:
             return []
-        rows = await self._rows(
-            f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation = ? ORDER BY id DESC LIMIT ?",
-            (key, limit),
-        )
+        if max_tokens is None:
+            sql = (
+                f"SELECT {_TURN_COLUMNS} FROM turns WHERE conversation = ? ORDER BY id DESC LIMIT ?"
+            )
+            rows = await self._rows(sql, (key, limit))
+        else:
+            # The tokens of the newer turns summed in the database: the turns beyond the
+            # budget are never read into Python.
+            rows = await self._rows(
+                f"SELECT {_TURN_COLUMNS} FROM (SELECT *, SUM(tokens) OVER"
+                " (ORDER BY id DESC ROWS UNBOUNDED PRECEDING) AS newer"
+                " FROM (SELECT * FROM turns WHERE conversation = ? ORDER BY id DESC LIMIT ?))"
+                " WHERE newer - tokens <= ? ORDER BY id DESC",
+                (key, limit, max_tokens),
+            )
         return [Turn(*row) for row in reversed(rows)]
 
     async def append(self, key: str, turns: Sequence[Turn], *, lease: Lease | None = None) -> None:

@@ -490,3 +490,14 @@ async def test_erase_usage_takes_the_users_name_off_and_keeps_the_totals(store: 
     assert await store.tokens_used(day="2026-11-01", bot="help", user="u-1") == 0
     assert await store.usage_totals(since="2026-11-01") == totals
     assert await store.erase_usage(user="nobody") == 0
+
+
+async def test_recent_stops_once_the_newest_turns_pass_a_token_budget(store: Store) -> None:
+    now = time.time()
+    await store.append("c", [Turn("user", f"t{i}", now, 10) for i in range(50)])
+    # 25 tokens: the two newest fit (20), the third passes the budget and is the last read.
+    within = await store.recent("c", 40, max_tokens=25)
+    assert [t.content for t in within] == ["t47", "t48", "t49"]
+    assert len(await store.recent("c", 40)) == 40  # no budget: the limit alone
+    assert [t.content for t in await store.recent("c", 2, max_tokens=1_000)] == ["t48", "t49"]
+    assert await store.load("c", limit=40, max_tokens=25) == within
