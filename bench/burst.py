@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench.data import workload
 from bench.support import Table, mock_llm, run_worker
-from botkit.cli import run_async
+from botkit.cli import run_async, tune_collector
 
 LATENCY_MS = 500
 
@@ -28,7 +28,8 @@ def run(quick: bool) -> Table:
         "Many conversations at once",
         f"N users send one message each at once through the real pipeline (SQLite store, "
         f"100-snippet FAQ); mock LLM answers after {LATENCY_MS} ms; default settings "
-        "(a pool of 256 connections, 5 s to connect)",
+        "(a pool of 256 connections, 5 s to connect; the collector tuned as botkit serve "
+        "tunes it)",
         ["users", "wall s", "botkit s (wall - 0.5)", "peak RSS MB", "target"],
     )
     table.notes.append(f"messages: {workload()}")
@@ -60,6 +61,7 @@ async def measure(base_url: str, users: int) -> dict[str, float]:
         settings = Settings(home=home, llm={"base_url": base_url, "api_key": "sk-bench"})
         asked = questions(users)
         async with BotApp(settings=settings, bots=[bot]) as app:
+            tune_collector()  # as `botkit serve` does once it has started
             pipeline = app.pipelines["bench"]
             messages = [
                 IncomingMessage(
