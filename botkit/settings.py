@@ -369,6 +369,12 @@ class HandoffSettings(BaseModel):
         return self
 
 
+SessionOverride = Literal[
+    "model", "temperature", "max_tokens", "top_p", "presence_penalty", "frequency_penalty", "stop"
+]
+"""A completion parameter `session_overrides` may let a caller set."""
+
+
 class BotSettings(BaseModel):
     """One bot's `bots/NAME.toml`; every key is optional."""
 
@@ -394,6 +400,9 @@ class BotSettings(BaseModel):
     daily_tokens_per_user: int | None = Field(default=None, gt=0)
     handoff: HandoffSettings | None = None
     """Handing conversations over to people; without the table, the bot never does."""
+    session_overrides: list[SessionOverride] = Field(default_factory=list)
+    """The completion parameters a web session (or a chat-completions request) may set
+    for itself; none by default."""
     vars: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("params")

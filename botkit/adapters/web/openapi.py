@@ -13,6 +13,8 @@ REQUESTS: list[type[BaseModel]] = [
     s.NewSession,
     s.NewPublicSession,
     s.NewMessage,
+    s.NewAnswer,
+    s.ChatCompletionRequest,
     s.NewHandoff,
     s.TakeHandoff,
     s.AgentMessage,
@@ -23,6 +25,10 @@ RESPONSES: list[type[BaseModel]] = [
     s.SessionState,
     s.MessageReply,
     s.StreamDelta,
+    s.Answer,
+    s.ChatCompletion,
+    s.ChatCompletionChunk,
+    s.OpenAIErrorBody,
     s.ModelList,
     s.Health,
     s.ErrorBody,
@@ -59,6 +65,11 @@ ERRORS = {
     ),
 }
 
+OPENAI_SSE = (
+    "Server-Sent Events, as OpenAI streams: `data:` lines, each a ChatCompletionChunk (the "
+    "role, then text deltas, then the finish reason; with `stream_options.include_usage`, a "
+    "last chunk with no choices and the usage), then `data: [DONE]`."
+)
 SSE = (
     "Server-Sent Events: `delta` events (data: StreamDelta) as the reply is generated, "
     "then one `done` event whose data is the whole reply (the JSON response's shape), "
@@ -88,14 +99,27 @@ EVENT_TYPES = {
 }
 
 
-def openapi_document(version: str, *, handoffs_api: bool = False) -> dict[str, Any]:
-    """The document; `handoffs_api` when a bot hands over to the webhook desk (whose
-    routes, /v1/handoffs, and events are then described too)."""
+BOT_FIELDS = {
+    "NewSession": "bot",
+    "NewPublicSession": "bot",
+    "NewAnswer": "bot",
+    "ChatCompletionRequest": "model",
+}
+"""Request fields naming a bot: the document lists the bots served there."""
+
+
+def openapi_document(
+    version: str, *, bots: list[str] | None = None, handoffs_api: bool = False
+) -> dict[str, Any]:
+    """The document of a server serving `bots`; `handoffs_api` when a bot hands over to
+    the webhook desk (whose routes, /v1/handoffs, and events are then described too)."""
     _, definitions = models_json_schema(
         [(model, "validation") for model in REQUESTS]
         + [(model, "serialization") for model in RESPONSES],
         ref_template="#/components/schemas/{model}",
     )
+    if bots:
+        _name_bots(definitions["$defs"], bots)
     keyed: list[dict[str, list[str]]] = [{"apiKey": []}]
     session = [_path_parameter()]
     return {
@@ -160,12 +184,35 @@ def openapi_document(version: str, *, handoffs_api: bool = False) -> dict[str, A
                     security=keyed,
                 ),
             },
+            "/v1/answers": {
+                "post": _op(
+                    "Answer one question from the bot's FAQ and the documents given "
+                    "(nothing is kept as a conversation)",
+                    body="NewAnswer",
+                    ok=("200", "Answer"),
+                    errors="401 413 422 503",
+                    security=keyed,
+                )
+            },
             "/v1/models": {
                 "get": _op(
-                    "The bots served and the model each uses",
+                    "The bots served, as botkit lists them (`models`) and as OpenAI does "
+                    "(`data`): every bot is a model of /v1/chat/completions",
                     ok=("200", "ModelList"),
                     errors="401",
                     security=keyed,
+                    openai=True,
+                )
+            },
+            "/v1/chat/completions": {
+                "post": _op(
+                    "A bot's answer in OpenAI's chat-completions shape (`model` is the bot)",
+                    body="ChatCompletionRequest",
+                    ok=("200", "ChatCompletion"),
+                    stream=OPENAI_SSE,
+                    errors="401 404 413 422 503",
+                    security=keyed,
+                    openai=True,
                 )
             },
             "/healthz": {"get": _op("Liveness", ok=("200", "Health"))},
@@ -237,9 +284,24 @@ def openapi_document(version: str, *, handoffs_api: bool = False) -> dict[str, A
         "components": {
             "schemas": definitions["$defs"],
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
-            "responses": {name: _error(text, status) for status, (name, text) in ERRORS.items()},
+            "responses": {
+                **{name: _error(text, status) for status, (name, text) in ERRORS.items()},
+                **{
+                    f"OpenAI{name}": _error(text, status, schema="OpenAIErrorBody")
+                    for status, (name, text) in ERRORS.items()
+                },
+            },
         },
     }
+
+
+def _name_bots(schemas: dict[str, Any], bots: list[str]) -> None:
+    for schema, field in BOT_FIELDS.items():
+        prop = schemas[schema]["properties"][field]
+        if "anyOf" in prop:  # optional: one of the bots, or null
+            prop["anyOf"] = [{"type": "string", "enum": bots}, {"type": "null"}]
+        else:
+            prop.update({"type": "string", "enum": bots})
 
 
 def _handoff_paths(keyed: list[dict[str, list[str]]]) -> dict[str, Any]:
@@ -380,28 +442,33 @@ def _op(
     also: tuple[str, str] | None = None,
     body: str | None = None,
     errors: str = "",
-    stream: bool = False,
+    stream: bool | str = False,
     security: list[dict[str, list[str]]] | None = None,
     parameters: list[dict[str, Any]] | None = None,
+    openai: bool = False,
 ) -> dict[str, Any]:
     status, schema = ok
     success: dict[str, Any] = {"description": summary}
     if schema is not None:
         success["content"] = {"application/json": {"schema": _ref(schema)}}
     if stream:
-        success["content"]["text/event-stream"] = {"schema": {"type": "string", "description": SSE}}
+        events = stream if isinstance(stream, str) else SSE
+        success["content"]["text/event-stream"] = {
+            "schema": {"type": "string", "description": events}
+        }
     responses = {status: success}
     if also is not None:
         responses[also[0]] = {
             "description": summary,
             "content": {"application/json": {"schema": _ref(also[1])}},
         }
+    prefix = "OpenAI" if openai else ""
     for code in errors.split():
-        responses[code] = {"$ref": f"#/components/responses/{ERRORS[code][0]}"}
+        responses[code] = {"$ref": f"#/components/responses/{prefix}{ERRORS[code][0]}"}
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if body is not None:
         operation["requestBody"] = {
-            "required": body in ("NewMessage", "TakeHandoff", "AgentMessage"),
+            "required": body in REQUIRED_BODIES,
             "content": {"application/json": {"schema": _ref(body)}},
         }
     if security is not None:
@@ -411,10 +478,19 @@ def _op(
     return operation
 
 
-def _error(description: str, status: str) -> dict[str, Any]:
+REQUIRED_BODIES = (
+    "NewMessage",
+    "TakeHandoff",
+    "AgentMessage",
+    "NewAnswer",
+    "ChatCompletionRequest",
+)
+
+
+def _error(description: str, status: str, *, schema: str = "ErrorBody") -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description,
-        "content": {"application/json": {"schema": _ref("ErrorBody")}},
+        "content": {"application/json": {"schema": _ref(schema)}},
     }
     if status in ("409", "429", "503"):
         response["headers"] = {
