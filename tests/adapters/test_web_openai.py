@@ -16,7 +16,7 @@ from botkit.home import BotDefinition, BotHome
 from botkit.messages import conversation_key
 from botkit.testing import FakeLLM, faq_file, write_bot
 from tests.adapters.test_web_api import HOURS
-from tests.adapters.web_testing import WebServer, web_server
+from tests.adapters.web_testing import KEY, WebServer, web_server
 from tests.llm import openai_spec
 from tests.workers.cluster import KEY as WORKER_KEY
 from tests.workers.cluster import EchoLLM, start_worker
@@ -31,6 +31,7 @@ CONVERSATION: list[dict[str, Any]] = [
     {"role": "assistant", "content": "Hello!"},
     {"role": "user", "content": "When are you open?"},
 ]
+README = Path(__file__).resolve().parents[2] / "README.md"
 LLM = {"llm": {"api_key": "sk-test", "base_url": "http://llm.invalid/v1"}}
 
 
@@ -268,3 +269,29 @@ async def test_the_key_is_checked_in_the_openai_shape(
     assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
     assert response.json()["error"]["type"] == "authentication_error"
     assert response.json()["error"]["code"] == "unauthorized"
+
+
+async def test_the_readmes_openai_example_runs(
+    offline: tuple[WebServer, httpx.AsyncClient],
+) -> None:
+    """The README's five lines, as a reader would run them (the sync client, on a thread
+    while this loop serves), pointed at this server."""
+    import asyncio
+    import contextlib
+    import io
+    import re
+
+    server, _ = offline
+    readme = README.read_text()
+    [example] = [b for b in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "openai" in b]
+    assert len(example.strip().splitlines()) == 5
+    code = example.replace("http://localhost:8080/v1", f"{server.url}/v1")
+    code = code.replace('"key-for-crm"', f'"{KEY}"')
+    printed = io.StringIO()
+
+    def run() -> None:
+        with contextlib.redirect_stdout(printed):
+            exec(compile(code, "README.md", "exec"), {})
+
+    await asyncio.to_thread(run)
+    assert printed.getvalue() == HOURS + "\n"
