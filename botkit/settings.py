@@ -164,6 +164,18 @@ class WebSettings(BaseModel):
         return [key.strip() for key in raw.split(",") if key.strip()]
 
 
+class ServerSettings(BaseModel):
+    """The HTTP server `botkit serve` runs for every channel: what one client may hold."""
+
+    max_connections: int = Field(default=1000, gt=0)
+    """Connections open at once; one more is answered 503 and closed."""
+    header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send a request's headers, from its first byte (or from
+    connecting); a connection still sending them then is closed."""
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    """The request line and headers together; larger is answered 431 and closed."""
+
+
 class HandoffDeskSettings(BaseModel):
     """The desks' secrets; which desk a bot hands over to is in its `[handoff]` table."""
 
@@ -185,6 +197,7 @@ class Settings(BaseModel):
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
     web: WebSettings = WebSettings()
+    server: ServerSettings = ServerSettings()
     handoff: HandoffDeskSettings = HandoffDeskSettings()
 
     @classmethod
