@@ -126,7 +126,8 @@ class StoreSettings(BaseModel):
     """Redis and PostgreSQL: connections per worker (default 100 for Redis, 10 for
     PostgreSQL, whose servers allow 100 in all); more calls wait for a free one."""
     pool_timeout: float = Field(default=5.0, gt=0)
-    """Seconds a call waits for a free connection before failing (HTTP 503)."""
+    """Seconds a call waits for a free connection (SQLite: for another process's lock on
+    the file) before failing (HTTP 503)."""
 
 
 class TelegramSettings(BaseModel):
