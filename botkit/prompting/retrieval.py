@@ -76,7 +76,10 @@ class FaqIndex:
         self._vocab: dict[str, int] = {}
         if not self.snippets:
             return
-        self._bm25.index([self._tokenize(_document(s)) for s in self.snippets], show_progress=False)
+        documents = [self._tokenize(_document(s)) for s in self.snippets]
+        if not any(documents):  # not one word in any snippet ("OK", "?"): nothing can match
+            return
+        self._bm25.index(documents, show_progress=False)
         self._vocab = self._bm25.vocab_dict
         # Under bm25s's default (Lucene) variant a word can add at most its IDF to a
         # score, however often a snippet repeats it: the confidence's yardstick.

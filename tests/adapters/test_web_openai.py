@@ -223,12 +223,12 @@ async def test_sampling_parameters_apply_only_where_the_bot_allows_them(home: Pa
         (
             {"model": "shop", "messages": [{"role": "tool", "content": "hi"}]},
             422,
-            "messages.0.role",
+            "messages.0",
         ),
         (
             {"model": "shop", "messages": [{"role": "user", "content": 7}]},
             422,
-            "messages.0.content",
+            "messages.0.user.content",
         ),
         ({"model": "shop", "messages": [{"role": "user", "content": " "}]}, 422, "message"),
         ({"model": "shop", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 422, "n"),

@@ -77,7 +77,10 @@ class WebChannel:
             access=access,
             max_message_chars=web.max_message_chars,
             openapi=openapi_document(
-                __version__, bots=[bot.name for bot in app.bots], handoffs_api=webhook_desk
+                __version__,
+                handoffs_api=webhook_desk,
+                served=app.bots,
+                max_message_chars=web.max_message_chars,
             ),
         )
         self.answers = AnswersApi(

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from botkit.adapters.web.api import KeyAccess
 from botkit.adapters.web.overrides import tuned
-from botkit.adapters.web.protocol import ApiError, body_limit, endpoint, message_text, read_json
+from botkit.adapters.web.protocol import ApiError, body_limit, endpoint, read_json
 from botkit.adapters.web.replies import SSE_HEADERS
 from botkit.adapters.web.schemas import (
     SEED_MESSAGES,
@@ -113,7 +113,6 @@ class CompletionsApi:
                 f"(served: {', '.join(self._pipelines)})",
                 param="model",
             )
-        refuse_unsupported(body)
         instructions, history, question = conversation(body.messages, max_chars=self._max_chars)
         pipeline = tuned(pipeline, sampling(pipeline, body), handoff=False)
         user = body.user
@@ -159,21 +158,6 @@ class CompletionsApi:
         return keep
 
 
-def refuse_unsupported(body: ChatCompletionRequest) -> None:
-    """What a bot cannot do: several answers, the caller's own tools."""
-    if body.n is not None and body.n != 1:
-        raise ApiError(422, "invalid_request", "n: a bot gives one answer (1)", param="n")
-    extra = body.model_extra or {}
-    for name in ("tools", "functions"):
-        if extra.get(name):
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"{name}: not supported: a bot answers in text, from its own prompt and FAQ",
-                param=name,
-            )
-
-
 def sampling(pipeline: Pipeline, body: ChatCompletionRequest) -> dict[str, Any]:
     """The request's sampling parameters that the bot lets a caller set."""
     given = {name: getattr(body, name) for name in SAMPLING if getattr(body, name) is not None}
@@ -183,18 +167,33 @@ def sampling(pipeline: Pipeline, body: ChatCompletionRequest) -> dict[str, Any]:
     return {name: value for name, value in given.items() if name in permitted}
 
 
-def text_of(message: ChatMessage) -> str:
+def texts_of(message: ChatMessage) -> list[str]:
     content = message.content
     if content is None:
-        return ""
+        return []
     if isinstance(content, str):
-        return content
-    return "".join(part.text for part in content)
+        return [content]
+    return [part.text for part in content]
+
+
+def text_of(message: ChatMessage) -> str:
+    return "".join(texts_of(message))
 
 
 def conversation(messages: Sequence[ChatMessage], *, max_chars: int) -> tuple[str, list[Turn], str]:
     """The caller's instructions (their system messages), the turns before the question,
-    and the question: the last message, which must be the user's."""
+    and the question: the last message, which must be the user's. Each text is within
+    the message size limit."""
+    for number, message in enumerate(messages):
+        for text in texts_of(message):
+            if len(text) > max_chars:
+                where = f"messages.{number}.content"
+                raise ApiError(
+                    413,
+                    "message_too_large",
+                    f"{where}: longer than {max_chars} characters",
+                    param=where,
+                )
     last = messages[-1]
     if last.role != "user":
         raise ApiError(
@@ -203,7 +202,7 @@ def conversation(messages: Sequence[ChatMessage], *, max_chars: int) -> tuple[st
             f"messages.{len(messages) - 1}.role: the last message must be the user's",
             param="messages",
         )
-    question = message_text(text_of(last), max_chars=max_chars).strip()
+    question = text_of(last).strip()
     instructions = []
     history = []
     for message in messages[:-1]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from botkit.adapters.web import schemas as s
+from botkit.adapters.web.api import IDEMPOTENCY_KEY
+from botkit.adapters.web.events import EVENT_ID
+from botkit.home import BotDefinition
 
 REQUESTS: list[type[BaseModel]] = [
     s.NewSession,
@@ -65,6 +69,56 @@ ERRORS = {
     ),
 }
 
+
+def _event(name: str | None, data: str) -> dict[str, Any]:
+    """One Server-Sent Event as OpenAPI 3.1 describes a stream's items: its fields, with
+    the JSON in `data`."""
+    event: dict[str, Any] = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": _ref(data),
+            },
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    }
+    if name is not None:
+        event["required"].append("event")
+        event["properties"]["event"] = {"const": name}
+    return event
+
+
+def _events(description: str, events: dict[str, str]) -> dict[str, Any]:
+    return {"description": description, "anyOf": [_event(n, d) for n, d in events.items()]}
+
+
+def reply_events(done: str) -> dict[str, Any]:
+    return _events(SSE, {"delta": "StreamDelta", "done": done, "error": "ErrorBody"})
+
+
+def live_events(message: str) -> dict[str, Any]:
+    names = ("agent", "notice", "answer", "user")
+    return _events(LIVE.format(model=message), dict.fromkeys(names, message))
+
+
+def openai_events() -> dict[str, Any]:
+    return {
+        "description": OPENAI_SSE,
+        "anyOf": [
+            _event(None, "ChatCompletionChunk"),
+            {
+                "type": "object",
+                "required": ["data"],
+                "properties": {"data": {"const": "[DONE]"}},
+            },
+        ],
+    }
+
+
 OPENAI_SSE = (
     "Server-Sent Events, as OpenAI streams: `data:` lines, each a ChatCompletionChunk (the "
     "role, then text deltas, then the finish reason; with `stream_options.include_usage`, a "
@@ -109,17 +163,32 @@ BOT_FIELDS = {
 
 
 def openapi_document(
-    version: str, *, bots: list[str] | None = None, handoffs_api: bool = False
+    version: str,
+    *,
+    handoffs_api: bool = False,
+    served: Sequence[BotDefinition] = (),
+    max_message_chars: int | None = None,
 ) -> dict[str, Any]:
-    """The document of a server serving `bots`; `handoffs_api` when a bot hands over to
-    the webhook desk (whose routes, /v1/handoffs, and events are then described too)."""
+    """The document of a server serving the bots `served` (what their requests may say
+    is then exact: which bots, which session parameters, how long a message);
+    `handoffs_api` when a bot hands over to the webhook desk (whose routes,
+    /v1/handoffs, and events are then described too)."""
     _, definitions = models_json_schema(
         [(model, "validation") for model in REQUESTS]
         + [(model, "serialization") for model in RESPONSES],
         ref_template="#/components/schemas/{model}",
     )
-    if bots:
-        _name_bots(definitions["$defs"], bots)
+    schemas = definitions["$defs"]
+    if served:
+        _name_bots(schemas, [bot.name for bot in served])
+        _allow_overrides(schemas, {key for bot in served for key in bot.settings.session_overrides})
+    if max_message_chars is not None:
+        _limit_messages(schemas, max_message_chars)
+    desk_bots = [
+        bot.name
+        for bot in served
+        if bot.settings.handoff is not None and bot.settings.handoff.desk == "webhook"
+    ]
     keyed: list[dict[str, list[str]]] = [{"apiKey": []}]
     session = [_path_parameter()]
     return {
@@ -209,7 +278,7 @@ def openapi_document(
                     "A bot's answer in OpenAI's chat-completions shape (`model` is the bot)",
                     body="ChatCompletionRequest",
                     ok=("200", "ChatCompletion"),
-                    stream=OPENAI_SSE,
+                    stream=openai_events(),
                     errors="401 404 413 422 503",
                     security=keyed,
                     openai=True,
@@ -278,11 +347,11 @@ def openapi_document(
                 "parameters": session,
                 "get": _live("A chat-page session's new messages, live", "PageMessage", None),
             },
-            **(_handoff_paths(keyed) if handoffs_api else {}),
+            **(_handoff_paths(keyed, desk_bots) if handoffs_api else {}),
         },
         **({"webhooks": _webhooks()} if handoffs_api else {}),
         "components": {
-            "schemas": definitions["$defs"],
+            "schemas": schemas,
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
             "responses": {
                 **{name: _error(text, status) for status, (name, text) in ERRORS.items()},
@@ -295,6 +364,33 @@ def openapi_document(
     }
 
 
+MESSAGE_TEXTS = {
+    "NewMessage": ["message"],
+    "SeedMessage": ["content"],
+    "NewAnswer": ["question"],
+    "AgentMessage": ["text"],
+}
+"""Request fields that hold one message: at most the server's message size (413 beyond)."""
+
+
+def _limit_messages(schemas: dict[str, Any], max_chars: int) -> None:
+    for schema, fields in MESSAGE_TEXTS.items():
+        for field in fields:
+            schemas[schema]["properties"][field]["maxLength"] = max_chars
+    for name in ("TextPart", "UserTextPart"):
+        schemas[name]["properties"]["text"]["maxLength"] = max_chars
+    for name in ("InstructionMessage", "UserMessage", "EarlierAnswer"):
+        for option in schemas[name]["properties"]["content"]["anyOf"]:
+            if option.get("type") == "string":
+                option["maxLength"] = max_chars
+
+
+def _allow_overrides(schemas: dict[str, Any], allowed: set[str]) -> None:
+    """Session parameters: only those some bot served lets a session set."""
+    params = schemas["CompletionParams"]
+    params["properties"] = {k: v for k, v in params["properties"].items() if k in allowed}
+
+
 def _name_bots(schemas: dict[str, Any], bots: list[str]) -> None:
     for schema, field in BOT_FIELDS.items():
         prop = schemas[schema]["properties"][field]
@@ -304,7 +400,7 @@ def _name_bots(schemas: dict[str, Any], bots: list[str]) -> None:
             prop.update({"type": "string", "enum": bots})
 
 
-def _handoff_paths(keyed: list[dict[str, list[str]]]) -> dict[str, Any]:
+def _handoff_paths(keyed: list[dict[str, list[str]]], desk_bots: list[str]) -> dict[str, Any]:
     handoff = [_path_parameter("handoff_id", "The `handoff_id` a listing or an event gave.")]
     return {
         "/v1/handoffs": {
@@ -318,7 +414,7 @@ def _handoff_paths(keyed: list[dict[str, list[str]]]) -> dict[str, Any]:
                         "name": "bot",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "string"},
+                        "schema": {"type": "string", **({"enum": desk_bots} if desk_bots else {})},
                         "description": "Only this bot's handoffs.",
                     }
                 ],
@@ -391,7 +487,7 @@ def _live(summary: str, model: str, security: list[dict[str, list[str]]] | None)
                 "name": "Last-Event-ID",
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "pattern": f"^{EVENT_ID.pattern}$"},
                 "description": "The `id` of the last event received (or the state's "
                 "`last_event_id`): only what came after it is sent. Default: from now.",
             },
@@ -399,18 +495,14 @@ def _live(summary: str, model: str, security: list[dict[str, list[str]]] | None)
                 "name": "after",
                 "in": "query",
                 "required": False,
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "pattern": f"^{EVENT_ID.pattern}$"},
                 "description": "The same as Last-Event-ID, for clients that cannot set headers.",
             },
         ],
         "responses": {
             "200": {
                 "description": summary,
-                "content": {
-                    "text/event-stream": {
-                        "schema": {"type": "string", "description": LIVE.format(model=model)}
-                    }
-                },
+                "content": {"text/event-stream": {"schema": live_events(model)}},
             },
             **{
                 code: {"$ref": f"#/components/responses/{ERRORS[code][0]}"}
@@ -428,7 +520,7 @@ def _idempotency_key() -> dict[str, Any]:
         "name": "Idempotency-Key",
         "in": "header",
         "required": False,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "schema": {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
         "description": "A key of your choosing (a UUID, say): a repeat with the same key "
         "within 24 hours stores nothing again and gets the first reply (waiting for it "
         "if need be), with `Idempotent-Replayed: true`.",
@@ -442,7 +534,7 @@ def _op(
     also: tuple[str, str] | None = None,
     body: str | None = None,
     errors: str = "",
-    stream: bool | str = False,
+    stream: bool | dict[str, Any] = False,
     security: list[dict[str, list[str]]] | None = None,
     parameters: list[dict[str, Any]] | None = None,
     openai: bool = False,
@@ -452,10 +544,8 @@ def _op(
     if schema is not None:
         success["content"] = {"application/json": {"schema": _ref(schema)}}
     if stream:
-        events = stream if isinstance(stream, str) else SSE
-        success["content"]["text/event-stream"] = {
-            "schema": {"type": "string", "description": events}
-        }
+        events = stream if isinstance(stream, dict) else reply_events(schema or "")
+        success["content"]["text/event-stream"] = {"schema": events}
     responses = {status: success}
     if also is not None:
         responses[also[0]] = {

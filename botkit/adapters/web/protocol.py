@@ -10,6 +10,7 @@ holds botkit's: `{"error": {"code", "message", "type", "param"}}`.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -132,16 +133,33 @@ async def read_json(request: Request, model: type[M], *, max_bytes: int) -> M:
     try:
         return model.model_validate(data, strict=True)
     except ValidationError as err:
-        first = ".".join(str(part) for part in err.errors()[0]["loc"]) or None
+        first = _where(err.errors()[0]["loc"]) or None
         raise ApiError(422, "invalid_request", _describe(err), param=first) from err
 
 
 def _describe(err: ValidationError) -> str:
     problems = []
     for error in err.errors(include_url=False):
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        where = _where(error["loc"]) or "body"
+        problem = f"{where}: {error['msg'].removeprefix('Value error, ')}"
+        if problem not in problems:
+            problems.append(problem)
     return "; ".join(problems)
+
+
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TYPES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """The field's path as the client wrote it: pydantic's names of union members
+    (`str`, `function-after[…]`) left out."""
+    parts = [
+        str(part)
+        for part in loc
+        if isinstance(part, int) or (_FIELD.fullmatch(part) and part not in _TYPES)
+    ]
+    return ".".join(parts)
 
 
 def _too_large(max_bytes: int) -> ApiError:

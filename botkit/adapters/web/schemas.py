@@ -29,10 +29,17 @@ def _not_blank(text: str) -> str:
     return text
 
 
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+    "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""What `str.strip()` strips (`str.isspace()`): the document's pattern says the same, not
+JSON Schema's `\\S`, whose whitespace is another set."""
+
 Text = Annotated[
     str,
     AfterValidator(_not_blank),
-    WithJsonSchema({"type": "string", "pattern": r"\S"}),
+    WithJsonSchema({"type": "string", "pattern": f"[^{WHITESPACE}]"}),
 ]
 """Text with something in it: empty or only whitespace is refused (422)."""
 
@@ -280,6 +287,7 @@ class NewAnswer(_Request):
     question: Text
     documents: list[Text | Document] = Field(
         default_factory=list,
+        json_schema_extra={"maxItems": ANSWER_DOCUMENTS},
         description=f"Text to answer from, ranked with the bot's FAQ: at most "
         f"{ANSWER_DOCUMENTS}, {ANSWER_CHARACTERS:,} characters in all (413 beyond).",
     )
@@ -315,13 +323,48 @@ class TextPart(BaseModel):
     text: str
 
 
-class ChatMessage(BaseModel):
-    """A message of the conversation; `system` and `developer` messages are added to the
-    bot's system prompt, after it."""
+class UserTextPart(BaseModel):
+    type: Literal["text"]
+    text: Text
+
+
+def _refused(value: list[Any]) -> list[Any]:
+    if value:
+        raise ValueError("not supported: a bot answers in text, from its own prompt and FAQ")
+    return value
+
+
+Unsupported = Annotated[
+    list[Any],
+    AfterValidator(_refused),
+    WithJsonSchema({"type": "array", "maxItems": 0, "description": "Not supported."}),
+]
+
+
+class InstructionMessage(BaseModel):
+    """Added to the bot's system prompt, after it."""
 
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer"]
+    content: str | list[TextPart]
+
+
+class UserMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["user"]
+    content: Text | Annotated[list[UserTextPart], Field(min_length=1)]
+
+
+class EarlierAnswer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["assistant"]
     content: str | list[TextPart] | None = None
+
+
+ChatMessage = Annotated[
+    InstructionMessage | UserMessage | EarlierAnswer, Field(discriminator="role")
+]
+"""A message of the conversation; each text within the message size limit (413)."""
 
 
 class StreamOptions(BaseModel):
@@ -335,12 +378,17 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     model: str = Field(description="The bot to talk to (GET /v1/models lists them).")
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(
+        min_length=1, description="The conversation; the last message must be the user's."
+    )
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    n: int | None = Field(default=None, description="Only 1: a bot gives one answer.")
+    n: Literal[1] | None = Field(default=None, description="Only 1: a bot gives one answer.")
+    tools: Unsupported = Field(default_factory=list)
+    functions: Unsupported = Field(default_factory=list)
     user: str | None = Field(
         default=None,
+        min_length=1,
         max_length=256,
         description="Your id for the person: their exchanges are then kept as their "
         "conversation with the bot (channel `openai`), and count toward per-user budgets.",
@@ -351,7 +399,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(default=None, ge=0, le=1)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], Field(min_length=1, max_length=4)] | None = None
 
 
 class CompletionUsage(BaseModel):
@@ -447,7 +495,7 @@ class TakeHandoff(_Request):
 class AgentMessage(TakeHandoff):
     """A person's message to the customer; sent before a Take, it takes the handoff."""
 
-    text: str = Field(min_length=1)
+    text: Text
 
 
 class ResolveHandoff(_Request):
