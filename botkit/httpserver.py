@@ -9,6 +9,7 @@ on what one client can hold, and JSON for every failure.
     an exception no endpoint answered          500 `internal` (logged), the connection kept
     a request on a kept-alive connection       503 `unavailable` with Retry-After and
     while the server stops                     Connection: close
+    bytes that are not HTTP                    400 `invalid_http`, closed
 
 uvicorn's own `limit_concurrency` counts only connections that completed their headers,
 and answers in plain text; httptools buffers a header of any size. So the limits are
@@ -184,6 +185,12 @@ class LimitedProtocol(HttpToolsProtocol):
             self.transport.close()
             return
         self.loop.call_later(0.1, self._linger)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser cannot read: JSON like every other answer (uvicorn's is
+        plain text), and the connection closed, as it cannot tell where the next begins."""
+        body = error_body("invalid_http", f"{msg.rstrip('.')}: not a valid HTTP/1.1 request")
+        self._refuse(raw_response(400, "Bad Request", body))
 
     def _refuse(self, response: bytes) -> None:
         """Answer and close, reading (and dropping) what the client still sends for a moment:

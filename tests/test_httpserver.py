@@ -160,6 +160,15 @@ async def test_an_unanswered_exception_is_a_json_500_and_the_connection_is_kept(
     assert "a bug in the store" in caplog.text
 
 
+async def test_bytes_that_are_not_http_are_a_json_400(server: WebServer) -> None:
+    async with connection(server) as (reader, writer):
+        writer.write(b"\x16\x03\x01 this is TLS, or noise\r\n\r\n")
+        status, headers, body = await response(reader)
+        assert await closed(reader)
+    assert status == 400 and headers["content-type"] == "application/json"
+    assert body["error"]["code"] == "invalid_http"
+
+
 async def test_a_wrong_method_names_every_method_of_the_path(server: WebServer) -> None:
     async with connection(server) as (reader, writer):
         writer.write(request("PUT", "/v1/sessions/abc"))
