@@ -86,6 +86,7 @@ async def _stopping(scope: Scope, receive: Receive, send: Send) -> None:
         (b"content-type", b"application/json"),
         (b"content-length", str(len(STOPPING)).encode()),
         (b"retry-after", RETRY_AFTER.encode()),
+        (b"connection", b"close"),  # uvicorn then closes the connection after it
     ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": STOPPING})

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from botkit.home import BotDefinition
-from tests.adapters.web_testing import ScriptedResponder, web_server
+from tests.adapters.web_testing import KEY, ScriptedResponder, web_server
 from tests.stores.conftest import REDIS_URL, redis_prefix
 
 
@@ -24,7 +24,11 @@ async def test_400_concurrent_reads_on_a_small_redis_pool_all_succeed(shop: BotD
         store = {"url": REDIS_URL, "prefix": prefix, "pool_size": 8, "pool_timeout": 30}
         async with web_server([shop], settings={"store": store}) as server:
             limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
-            async with server.client(limits=limits) as client:
+            # No time limit that could fail it: waiting is what the pool does now.
+            headers = {"Authorization": f"Bearer {KEY}"}
+            async with httpx.AsyncClient(
+                base_url=server.url, headers=headers, limits=limits, timeout=120
+            ) as client:
                 created = await client.post("/v1/sessions", json={})
                 url = f"/v1/sessions/{created.json()['session_id']}"
                 responses = await asyncio.gather(*(client.get(url) for _ in range(400)))
