@@ -508,7 +508,11 @@ def _problems(path: Path, text: str, err: ValidationError) -> list[Problem]:
             message = f"unknown key '{key}' (known keys: {known})"
         else:
             message = f"{key}: {error['msg']}"
-        problems.append(Problem(path, message, _line_of(text, loc)))
+        line = _line_of(text, loc)
+        while line is None and loc and loc[-1].isdigit():  # an item of an inline array
+            loc = loc[:-1]
+            line = _line_of(text, loc)
+        problems.append(Problem(path, message, line))
     return problems
 
 

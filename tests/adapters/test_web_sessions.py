@@ -205,3 +205,14 @@ async def server_client(shop: BotDefinition, request: pytest.FixtureRequest, tmp
         served = web_server([shop], settings={"store": store})
         async with served as server, server.client() as client:
             yield server, client
+
+
+def test_an_unknown_session_override_names_the_file_and_line(home: Path) -> None:
+    from botkit.errors import ConfigError
+
+    write_bot(home, "shop", settings='temperature = 0.5\nsession_overrides = ["seed"]\n')
+    with pytest.raises(ConfigError) as refused:
+        BotHome(home).load_checked("shop")
+    [problem] = refused.value.problems
+    assert str(problem).startswith("bots/shop.toml:2: session_overrides.0:")
+    assert "'temperature'" in problem.message  # it lists what may be allowed
