@@ -260,6 +260,14 @@ class Pipeline:
         assert handoff is not None
         return handoff, True
 
+    def complete(
+        self, prompt: Prompt, *, streaming: bool = False
+    ) -> AsyncIterator[str | Completion]:
+        """The bot's answer to a prompt composed outside a conversation (the answers and
+        chat-completions APIs): text deltas, then the `Completion`, with the bot's limits,
+        usage and offline fallback, as for a message. Nothing is stored."""
+        return copy.copy(self)._complete(prompt, streaming=streaming)
+
     # --- the steps ---------------------------------------------------------------------
 
     async def _history(self, message: IncomingMessage) -> list[Turn]:
@@ -346,7 +354,13 @@ class Pipeline:
             self.bot.name,
             budget,
         )
-        return self.composer.compose(prompt.message, prompt.history, context_tokens=budget)
+        return self.composer.compose(
+            prompt.message,
+            prompt.history,
+            context_tokens=budget,
+            faq=prompt.faq,
+            instructions=prompt.instructions,
+        )
 
     def _fail(self, prompt: Prompt, err: Exception) -> Completion:
         # The user still gets an answer, and their message is still stored.

@@ -125,7 +125,7 @@ async def serve(app: BotApp, options: ServeOptions, *, reload: bool = False) -> 
         ]
         for task in background:
             task.add_done_callback(lambda task: _stop_on_failure(task, stop))
-        server = _http_server(routes, options)
+        server = _http_server(app, routes)
         server_task = asyncio.create_task(server.serve(sockets=[listener]))
         server_task.add_done_callback(lambda _: stop.set())
         logger.info("listening on http://%s:%d", options.host, listener.getsockname()[1])
@@ -249,42 +249,13 @@ def _bind(options: ServeOptions) -> socket.socket:
     return sock
 
 
-def _http_server(routes: Sequence[BaseRoute], options: ServeOptions) -> uvicorn.Server:
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.exceptions import HTTPException
+def _http_server(app: BotApp, routes: Sequence[BaseRoute]) -> uvicorn.Server:
+    from botkit.httpserver import ServerLimits, http_server
 
-    class Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            # botkit stops every channel on a signal, not only the HTTP server.
-            yield
-
-    config = uvicorn.Config(
-        Starlette(
-            routes=list(routes),
-            exception_handlers={HTTPException: _json_http_error},
-        ),
-        lifespan="off",
-        log_level="warning",
-        # uvicorn's own handlers would bypass the root's, and with them the CLI's
-        # secret redactor: its records go to the root like every other library's.
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(GRACEFUL_SECONDS),
+    server = app.settings.server
+    limits = ServerLimits(
+        max_connections=server.max_connections,
+        header_timeout=server.header_timeout,
+        max_header_bytes=server.max_header_bytes,
     )
-    return Server(config)
-
-
-async def _json_http_error(request: Request, exc: Exception) -> Response:
-    """Unknown paths and methods answer in the same JSON shape as every botkit endpoint."""
-    from starlette.exceptions import HTTPException
-    from starlette.responses import JSONResponse
-
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse(
-        {"error": {"code": code, "message": exc.detail}},
-        status_code=exc.status_code,
-        headers=exc.headers,
-    )
+    return http_server(routes, limits=limits, graceful=GRACEFUL_SECONDS)

@@ -126,7 +126,8 @@ class StoreSettings(BaseModel):
     """Redis and PostgreSQL: connections per worker (default 100 for Redis, 10 for
     PostgreSQL, whose servers allow 100 in all); more calls wait for a free one."""
     pool_timeout: float = Field(default=5.0, gt=0)
-    """Seconds a call waits for a free connection before failing (HTTP 503)."""
+    """Seconds a call waits for a free connection (SQLite: for another process's lock on
+    the file) before failing (HTTP 503)."""
 
 
 class TelegramSettings(BaseModel):
@@ -164,6 +165,18 @@ class WebSettings(BaseModel):
         return [key.strip() for key in raw.split(",") if key.strip()]
 
 
+class ServerSettings(BaseModel):
+    """The HTTP server `botkit serve` runs for every channel: what one client may hold."""
+
+    max_connections: int = Field(default=1000, gt=0)
+    """Connections open at once; one more is answered 503 and closed."""
+    header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a client has to send a request's headers, from its first byte (or from
+    connecting); a connection still sending them then is closed."""
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    """The request line and headers together; larger is answered 431 and closed."""
+
+
 class HandoffDeskSettings(BaseModel):
     """The desks' secrets; which desk a bot hands over to is in its `[handoff]` table."""
 
@@ -185,6 +198,7 @@ class Settings(BaseModel):
     telegram: TelegramSettings = TelegramSettings()
     slack: SlackSettings = SlackSettings()
     web: WebSettings = WebSettings()
+    server: ServerSettings = ServerSettings()
     handoff: HandoffDeskSettings = HandoffDeskSettings()
 
     @classmethod
@@ -411,6 +425,12 @@ class RedactSettings(BaseModel):
     patterns: list[RedactPattern] = Field(default_factory=list)
 
 
+SessionOverride = Literal[
+    "model", "temperature", "max_tokens", "top_p", "presence_penalty", "frequency_penalty", "stop"
+]
+"""A completion parameter `session_overrides` may let a caller set."""
+
+
 class BotSettings(BaseModel):
     """One bot's `bots/NAME.toml`; every key is optional."""
 
@@ -448,6 +468,9 @@ class BotSettings(BaseModel):
     )
     retention: Duration | None = None
     """Conversations idle this long are deleted (e.g. "90d"); None keeps them."""
+    session_overrides: list[SessionOverride] = Field(default_factory=list)
+    """The completion parameters a web session (or a chat-completions request) may set
+    for itself; none by default."""
     vars: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("params")

@@ -8,11 +8,13 @@ FAQ instead (the chain's last resort) and keeps the user's message in the histor
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import functools
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +88,27 @@ class LLMResponder:
         self._tools = [HANDOFF_TOOL] if bot.settings.handoff is not None else []
         self._refuse_tools: set[int] = set()
         """Endpoints (their index) whose server refused `tools`: asked without them since."""
+
+    def tuned(self, overrides: Mapping[str, Any], *, handoff: bool = True) -> LLMResponder:
+        """This responder with a caller's own completion parameters (a web session's
+        `completion`, which the bot's `session_overrides` allowed): `model` replaces the
+        model of the bot's first endpoint (its fallbacks are other APIs); the others
+        replace the bot's values. Not `handoff`, the model is not offered the handoff tool
+        (an answer outside a conversation has nobody to hand over). Raises
+        `InvalidParameterError` for a value out of range."""
+        if not overrides and (handoff or not self._tools):
+            return self
+        tuned = copy.copy(self)
+        if not handoff:
+            tuned._tools = []
+        values = dict(overrides)
+        if (model := values.pop("model", None)) is not None:
+            first = dataclasses.replace(self._endpoints[0], model=model)
+            tuned._endpoints = [first, *self._endpoints[1:]]
+        if "max_tokens" in values and self._params.max_completion_tokens is not None:
+            values["max_completion_tokens"] = values.pop("max_tokens")
+        tuned._params = ChatParams.checked(**(self._params.model_dump() | values))
+        return tuned
 
     async def complete(self, prompt: Prompt) -> Completion:
         if (limit := await self._over_budget(prompt)) is not None:

@@ -65,6 +65,8 @@ class Prompt:
     """The estimated size of `messages`."""
     question_tokens: int
     history_dropped: int = 0
+    instructions: str = ""
+    """A caller's own instructions, after the bot's system prompt (chat completions)."""
 
 
 class PromptComposer:
@@ -95,20 +97,31 @@ class PromptComposer:
         history: Sequence[Turn],
         *,
         context_tokens: int | None = None,
+        faq: Sequence[FaqMatch] | None = None,
+        instructions: str = "",
     ) -> Prompt:
         """`[system, …history, user]`, dropping the oldest history that does not fit.
 
         The budget is the context size (the bot's `context_tokens` unless a
         tighter one is given) minus `max_tokens` kept free for the answer. The
-        system prompt and the question are never dropped.
+        system prompt and the question are never dropped. `faq` replaces the search
+        of the bot's FAQ (ranked elsewhere, with documents of the caller's);
+        `instructions` follow the bot's system prompt, in the same system message.
         """
         settings = self.bot.settings
-        matches = self.bot.faq.search(
-            message.text, top_k=max(settings.faq_top_k, 1), min_confidence=settings.faq_min_score
-        )
+        if faq is None:
+            matches = self.bot.faq.search(
+                message.text,
+                top_k=max(settings.faq_top_k, 1),
+                min_confidence=settings.faq_min_score,
+            )
+        else:
+            matches = list(faq)
         shown = [m.snippet for m in matches[: settings.faq_top_k]]
         context = self.context(message, shown)
         system = self.bot.templates.render("system", context)
+        if instructions:
+            system = f"{system}\n\n{instructions}"
         question_tokens = count_message_tokens(message.text)
 
         budget = (context_tokens or settings.context_tokens) - settings.max_tokens
@@ -139,6 +152,7 @@ class PromptComposer:
             tokens=used,
             question_tokens=question_tokens,
             history_dropped=len(history) - len(kept),
+            instructions=instructions,
         )
 
     def check(self) -> list[Problem]:

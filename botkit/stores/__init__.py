@@ -53,7 +53,7 @@ async def open_store(
     names a deployment's keys on a shared Redis; `pool_size` and `pool_timeout` bound
     the connections of Redis (default 100) and PostgreSQL (default 10: each is a server
     process, and the server allows 100 by default) and how long a call waits for a
-    free one.
+    free one (for SQLite, for another process's lock on the file).
     """
     scheme = url.partition(":")[0]
     if scheme == "memory":
@@ -61,7 +61,10 @@ async def open_store(
     if scheme == "sqlite" and url.startswith("sqlite:///"):
         from botkit.stores.sqlite import SqliteStore
 
-        return await SqliteStore.open(sqlite_path(url, home), lease=lease)
+        # A lock another process holds is SQLite's busy connection: the same wait applies.
+        return await SqliteStore.open(
+            sqlite_path(url, home), lease=lease, busy_timeout=pool_timeout
+        )
     if scheme in ("redis", "rediss", "unix"):
         try:
             from botkit.stores.redis import RedisStore

@@ -295,6 +295,7 @@ async def test_healthz_needs_no_key(server: WebServer) -> None:
         (b'{"user": ""}', "invalid_request"),
         (b'{"bots": "shop"}', "invalid_request"),
         (b'{"bot": "bakery"}', "unknown_bot"),
+        (b'{"bot": ""}', "unknown_bot"),
     ],
 )
 async def test_bad_session_bodies_are_422(
@@ -370,10 +371,12 @@ async def test_unknown_sessions_are_404(client: httpx.AsyncClient, session_id: s
 
 
 async def test_models_without_an_llm_are_faq(client: httpx.AsyncClient) -> None:
-    response = await client.get("/v1/models")
-    assert response.json() == {
-        "models": [{"bot": "shop", "model": "faq", "description": "A test bot"}]
-    }
+    listed = (await client.get("/v1/models")).json()
+    assert listed["models"] == [{"bot": "shop", "model": "faq", "description": "A test bot"}]
+    assert listed["object"] == "list"
+    assert [(m["id"], m["object"], m["owned_by"]) for m in listed["data"]] == [
+        ("shop", "model", "botkit")
+    ]
 
 
 async def test_models_name_each_bots_model(shop: BotDefinition, home: Path) -> None:

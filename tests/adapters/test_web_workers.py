@@ -304,8 +304,20 @@ async def test_a_store_that_goes_away_is_a_json_503(tmp_path: Path) -> None:
         redis_server.kill()
         await redis_server.wait()
         response = await client.post(f"/v1/sessions/{session_id}/messages", json={"message": "hi"})
+        others = [
+            await client.get(f"/v1/sessions/{session_id}"),
+            await client.post(
+                "/v1/sessions", json={"messages": [{"role": "user", "content": "a"}]}
+            ),
+        ]
+        # An answer from the FAQ needs no store (nothing is kept): it is still given.
+        offline = await client.post("/v1/answers", json={"question": "When are you open?"})
         ready = await client.get("/readyz")
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert response.json()["error"]["code"] == "unavailable"
+    for other in others:
+        assert other.status_code == 503 and other.headers["retry-after"] == "5", other.text
+        assert other.json()["error"]["code"] == "unavailable"
+    assert offline.status_code == 200
     assert ready.status_code == 503

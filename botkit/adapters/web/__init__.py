@@ -1,6 +1,9 @@
 """The web channel: the sessions API, the OpenAPI document and the chat page.
 
-api.py        /v1/ sessions and models (API keys), /openapi.json
+api.py        /v1/sessions (API keys), /openapi.json
+answers.py    /v1/answers: one question, from the FAQ and the documents given
+completions.py  /v1/models and /v1/chat/completions: every bot as an OpenAI model
+overrides.py  a session's own completion parameters (`session_overrides`)
 page.py       the chat page at /, /embed.js, and its public sessions under /chat/
 sessions.py   session records in the store
 replies.py    a message into the inbox first, then answered in a task of its own;
@@ -24,11 +27,14 @@ from starlette.routing import BaseRoute
 
 from botkit import __version__
 from botkit.adapters import ServeOptions
+from botkit.adapters.web.answers import AnswersApi
 from botkit.adapters.web.api import KeyAccess, SessionsApi
 from botkit.adapters.web.asgi import WebApp, asgi_app
+from botkit.adapters.web.completions import CompletionsApi
 from botkit.adapters.web.events import PING_SECONDS, LiveEvents
 from botkit.adapters.web.feedback import FeedbackRoutes
 from botkit.adapters.web.openapi import openapi_document
+from botkit.adapters.web.overrides import tuned
 from botkit.adapters.web.page import ChatPage
 from botkit.adapters.web.ratelimit import ClientRateLimit
 from botkit.adapters.web.replies import Replies, announce
@@ -71,16 +77,31 @@ class WebChannel:
             bot.settings.handoff is not None and bot.settings.handoff.desk == "webhook"
             for bot in app.bots
         )
+        access = KeyAccess(web.keys)
         self.api = SessionsApi(
             pipelines=app.pipelines,
-            models={bot.name: app.model_of(bot) for bot in app.bots},
             store=app.store,
             sessions=self.sessions,
             replies=self.replies,
             events=self.events,
-            access=KeyAccess(web.keys),
+            access=access,
             max_message_chars=web.max_message_chars,
-            openapi=openapi_document(__version__, handoffs_api=webhook_desk),
+            openapi=openapi_document(
+                __version__,
+                handoffs_api=webhook_desk,
+                served=app.bots,
+                max_message_chars=web.max_message_chars,
+            ),
+        )
+        self.answers = AnswersApi(
+            pipelines=app.pipelines, access=access, max_message_chars=web.max_message_chars
+        )
+        self.completions = CompletionsApi(
+            pipelines=app.pipelines,
+            models={bot.name: app.model_of(bot) for bot in app.bots},
+            store=app.store,
+            access=access,
+            max_message_chars=web.max_message_chars,
         )
         self.page = ChatPage(
             pipelines=app.pipelines,
@@ -105,7 +126,13 @@ class WebChannel:
             logger.warning("no BOTKIT_WEB_API_KEYS set: every /v1/ request is refused (401)")
 
     def routes(self) -> Sequence[BaseRoute]:
-        return [*self.api.routes(), *self.page.routes(), *self.feedback.routes()]
+        return [
+            *self.api.routes(),
+            *self.answers.routes(),
+            *self.completions.routes(),
+            *self.page.routes(),
+            *self.feedback.routes(),
+        ]
 
     async def run(self) -> None:
         return None
@@ -117,10 +144,12 @@ class WebChannel:
         session_id = item.payload["address"]["session"]
         if item.payload["kind"] == "message":
             message = IncomingMessage.from_json(item.payload["message"])
-            if not await self.sessions.exists(session_id):
+            session = await self.sessions.get(session_id)
+            if session is None:
                 logger.info("a message of deleted web session %s is not answered", session_id)
                 return
-            await self.replies.resume(self.app.pipelines[message.bot], message, item)
+            pipeline = tuned(self.app.pipelines[message.bot], session.completion)
+            await self.replies.resume(pipeline, message, item)
             return
         if not await self.sessions.exists(session_id):
             raise DeliveryError("the web session was deleted")

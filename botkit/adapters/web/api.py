@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from botkit.adapters.web.events import LiveEvents
+from botkit.adapters.web.overrides import allowed, tuned
 from botkit.adapters.web.protocol import (
     ApiError,
     body_limit,
@@ -24,13 +27,13 @@ from botkit.adapters.web.protocol import (
 )
 from botkit.adapters.web.replies import Idempotency, Replies, announce
 from botkit.adapters.web.schemas import (
+    SEED_MESSAGES,
     HandoffInfo,
     MessageReply,
-    ModelInfo,
-    ModelList,
     NewHandoff,
     NewMessage,
     NewSession,
+    SeedMessage,
     SessionCreated,
     SessionMessage,
     SessionState,
@@ -38,6 +41,7 @@ from botkit.adapters.web.schemas import (
 from botkit.adapters.web.sessions import Session, Sessions
 from botkit.messages import Turn
 from botkit.pipeline import Pipeline
+from botkit.prompting.tokens import count_message_tokens
 from botkit.stores.base import ConversationStore
 
 HISTORY_LIMIT = 200
@@ -91,6 +95,23 @@ async def history(store: ConversationStore, session: Session) -> list[Turn]:
     return await store.recent(session.conversation_key, HISTORY_LIMIT)
 
 
+def seed_turns(messages: Sequence[SeedMessage], *, max_chars: int) -> list[Turn]:
+    """A new session's opening history, each message within the message size limit."""
+    turns = []
+    now = time.time()
+    for number, message in enumerate(messages):
+        if len(message.content) > max_chars:
+            raise ApiError(
+                413,
+                "message_too_large",
+                f"messages.{number}.content: longer than {max_chars} characters",
+                param=f"messages.{number}.content",
+            )
+        tokens = count_message_tokens(message.content)
+        turns.append(Turn(message.role, message.content, now, tokens))
+    return turns
+
+
 def session_message(turn: Turn) -> SessionMessage:
     return SessionMessage(
         role=turn.role,
@@ -102,13 +123,17 @@ def session_message(turn: Turn) -> SessionMessage:
     )
 
 
+IDEMPOTENCY_KEY = re.compile(r"[!-~]([ -~]{0,253}[!-~])?")
+"""1 to 255 printable ASCII characters, not starting or ending with a space (HTTP would
+drop those): the OpenAPI document states this same pattern."""
+
+
 def idempotency_key(request: Request) -> str | None:
     """The `Idempotency-Key` header: any 1 to 255 printable ASCII characters (a UUID, say)."""
     key = request.headers.get("idempotency-key")
     if key is None:
         return None
-    key = key.strip()
-    if not (0 < len(key) <= 255 and key.isascii() and key.isprintable()):
+    if not IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(
             422, "invalid_request", "Idempotency-Key: must be 1 to 255 printable ASCII characters"
         )
@@ -122,7 +147,6 @@ class SessionsApi:
         self,
         *,
         pipelines: Mapping[str, Pipeline],
-        models: Mapping[str, str],
         store: ConversationStore,
         sessions: Sessions,
         replies: Replies,
@@ -132,7 +156,6 @@ class SessionsApi:
         openapi: dict[str, Any],
     ) -> None:
         self._pipelines = pipelines
-        self._models = models
         self._store = store
         self._sessions = sessions
         self._replies = replies
@@ -151,16 +174,23 @@ class SessionsApi:
             ),
             Route("/v1/sessions/{session_id}/events", endpoint(self.events), methods=["GET"]),
             Route("/v1/sessions/{session_id}/handoff", endpoint(self.hand_off), methods=["POST"]),
-            Route("/v1/models", endpoint(self.list_models), methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
         ]
 
     async def create_session(self, request: Request) -> Response:
         owner = self._access.owner(request)
-        body = await read_json(request, NewSession, max_bytes=body_limit(self._max_chars))
+        limit = body_limit(self._max_chars * SEED_MESSAGES)
+        body = await read_json(request, NewSession, max_bytes=limit)
         bot = choose_bot(body.bot, list(self._pipelines), default_first=False)
+        asked = body.completion.model_dump(exclude_none=True) if body.completion else {}
+        completion = allowed(self._pipelines[bot].bot, asked, field="completion")
         session = await self._sessions.create(
-            bot=bot, owner=owner, user=body.user, metadata=body.metadata
+            bot=bot,
+            owner=owner,
+            user=body.user,
+            metadata=body.metadata,
+            completion=completion,
+            history=seed_turns(body.messages, max_chars=self._max_chars),
         )
         created = SessionCreated(session_id=session.id, bot=session.bot, created=session.created)
         return JSONResponse(created.model_dump(mode="json"), status_code=201)
@@ -175,6 +205,7 @@ class SessionsApi:
             user=session.user,
             created=session.created,
             metadata=session.metadata,
+            completion=session.completion,
             messages=[session_message(t) for t in await history(self._store, session)],
             last_event_id=last_event_id,
         )
@@ -195,7 +226,7 @@ class SessionsApi:
         message = session.message(text, message_id=idempotency.message_id if idempotency else None)
         message_id = message.message_id or ""
         return await self._replies.respond(
-            self._pipelines[session.bot],
+            tuned(self._pipelines[session.bot], session.completion),
             session,
             message,
             stream=wants_stream(request, body.stream),
@@ -233,16 +264,6 @@ class SessionsApi:
             await announce(pipeline.store, session.conversation_key)
         info = HandoffInfo.of(handoff).model_dump(mode="json")
         return JSONResponse(info, status_code=201 if started else 200)
-
-    async def list_models(self, request: Request) -> Response:
-        self._access.owner(request)
-        models = ModelList(
-            models=[
-                ModelInfo(bot=name, model=self._models[name], description=p.bot.description)
-                for name, p in self._pipelines.items()
-            ]
-        )
-        return JSONResponse(models.model_dump(mode="json"))
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(self._openapi)

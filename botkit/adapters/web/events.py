@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -56,12 +57,16 @@ def event_id(cursor: int, sent: int) -> str:
     return f"{cursor}:{sent}"
 
 
+EVENT_ID = re.compile(r"[0-9]{1,20}:[0-9]{1,20}")
+"""What `event_id` writes (ASCII digits only: `str.isdigit` would take "²")."""
+
+
 def parse_event_id(value: str) -> tuple[int, int]:
-    cursor, _, sent = value.strip().partition(":")
-    if not (cursor.isdigit() and sent.isdigit()):
+    if not EVENT_ID.fullmatch(value):
         raise ApiError(
             422, "invalid_request", f"Last-Event-ID: {value[:40]!r} is not an id this server sent"
         )
+    cursor, _, sent = value.partition(":")
     return int(cursor), int(sent)
 
 
@@ -91,8 +96,13 @@ class LiveEvents:
         """The conversation's turns after `Last-Event-ID` (or `?after=`; default: from now)
         until the client leaves, the worker stops, or `still_there()` says the session is
         gone (asked at each ping). Raises `StoreError` (a 503) before the stream starts."""
-        given = request.headers.get("last-event-id") or request.query_params.get("after")
-        start = parse_event_id(given) if given else (await self._store.cursor(conversation), 0)
+        given = request.headers.get("last-event-id")
+        if given is None:
+            given = request.query_params.get("after")
+        if given is None:
+            start = (await self._store.cursor(conversation), 0)
+        else:
+            start = parse_event_id(given)
         return StreamingResponse(
             self._events(conversation, start, describe, still_there),
             media_type="text/event-stream",

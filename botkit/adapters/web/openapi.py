@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from botkit.adapters.web import schemas as s
+from botkit.adapters.web.api import IDEMPOTENCY_KEY
+from botkit.adapters.web.events import EVENT_ID
+from botkit.home import BotDefinition
 
 REQUESTS: list[type[BaseModel]] = [
     s.NewSession,
     s.NewPublicSession,
     s.NewMessage,
+    s.NewAnswer,
+    s.ChatCompletionRequest,
     s.NewHandoff,
     s.TakeHandoff,
     s.AgentMessage,
@@ -24,6 +30,10 @@ RESPONSES: list[type[BaseModel]] = [
     s.SessionState,
     s.MessageReply,
     s.StreamDelta,
+    s.Answer,
+    s.ChatCompletion,
+    s.ChatCompletionChunk,
+    s.OpenAIErrorBody,
     s.ModelList,
     s.Health,
     s.ErrorBody,
@@ -66,6 +76,61 @@ ERRORS = {
     ),
 }
 
+
+def _event(name: str | None, data: str) -> dict[str, Any]:
+    """One Server-Sent Event as OpenAPI 3.1 describes a stream's items: its fields, with
+    the JSON in `data`."""
+    event: dict[str, Any] = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": _ref(data),
+            },
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+    }
+    if name is not None:
+        event["required"].append("event")
+        event["properties"]["event"] = {"const": name}
+    return event
+
+
+def _events(description: str, events: dict[str, str]) -> dict[str, Any]:
+    return {"description": description, "anyOf": [_event(n, d) for n, d in events.items()]}
+
+
+def reply_events(done: str) -> dict[str, Any]:
+    return _events(SSE, {"delta": "StreamDelta", "done": done, "error": "ErrorBody"})
+
+
+def live_events(message: str) -> dict[str, Any]:
+    names = ("agent", "notice", "answer", "user")
+    return _events(LIVE.format(model=message), dict.fromkeys(names, message))
+
+
+def openai_events() -> dict[str, Any]:
+    return {
+        "description": OPENAI_SSE,
+        "anyOf": [
+            _event(None, "ChatCompletionChunk"),
+            {
+                "type": "object",
+                "required": ["data"],
+                "properties": {"data": {"const": "[DONE]"}},
+            },
+        ],
+    }
+
+
+OPENAI_SSE = (
+    "Server-Sent Events, as OpenAI streams: `data:` lines, each a ChatCompletionChunk (the "
+    "role, then text deltas, then the finish reason; with `stream_options.include_usage`, a "
+    "last chunk with no choices and the usage), then `data: [DONE]`."
+)
 SSE = (
     "Server-Sent Events: `delta` events (data: StreamDelta) as the reply is generated, "
     "then one `done` event whose data is the whole reply (the JSON response's shape), "
@@ -95,14 +160,42 @@ EVENT_TYPES = {
 }
 
 
-def openapi_document(version: str, *, handoffs_api: bool = False) -> dict[str, Any]:
-    """The document; `handoffs_api` when a bot hands over to the webhook desk (whose
-    routes, /v1/handoffs, and events are then described too)."""
+BOT_FIELDS = {
+    "NewSession": "bot",
+    "NewPublicSession": "bot",
+    "NewAnswer": "bot",
+    "ChatCompletionRequest": "model",
+}
+"""Request fields naming a bot: the document lists the bots served there."""
+
+
+def openapi_document(
+    version: str,
+    *,
+    handoffs_api: bool = False,
+    served: Sequence[BotDefinition] = (),
+    max_message_chars: int | None = None,
+) -> dict[str, Any]:
+    """The document of a server serving the bots `served` (what their requests may say
+    is then exact: which bots, which session parameters, how long a message);
+    `handoffs_api` when a bot hands over to the webhook desk (whose routes,
+    /v1/handoffs, and events are then described too)."""
     _, definitions = models_json_schema(
         [(model, "validation") for model in REQUESTS]
         + [(model, "serialization") for model in RESPONSES],
         ref_template="#/components/schemas/{model}",
     )
+    schemas = definitions["$defs"]
+    if served:
+        _name_bots(schemas, [bot.name for bot in served])
+        _allow_overrides(schemas, {key for bot in served for key in bot.settings.session_overrides})
+    if max_message_chars is not None:
+        _limit_messages(schemas, max_message_chars)
+    desk_bots = [
+        bot.name
+        for bot in served
+        if bot.settings.handoff is not None and bot.settings.handoff.desk == "webhook"
+    ]
     keyed: list[dict[str, list[str]]] = [{"apiKey": []}]
     session = [_path_parameter()]
     return {
@@ -168,12 +261,35 @@ def openapi_document(version: str, *, handoffs_api: bool = False) -> dict[str, A
                 ),
             },
             **_feedback_paths(keyed),
+            "/v1/answers": {
+                "post": _op(
+                    "Answer one question from the bot's FAQ and the documents given "
+                    "(nothing is kept as a conversation)",
+                    body="NewAnswer",
+                    ok=("200", "Answer"),
+                    errors="401 413 422 503",
+                    security=keyed,
+                )
+            },
             "/v1/models": {
                 "get": _op(
-                    "The bots served and the model each uses",
+                    "The bots served, as botkit lists them (`models`) and as OpenAI does "
+                    "(`data`): every bot is a model of /v1/chat/completions",
                     ok=("200", "ModelList"),
                     errors="401",
                     security=keyed,
+                    openai=True,
+                )
+            },
+            "/v1/chat/completions": {
+                "post": _op(
+                    "A bot's answer in OpenAI's chat-completions shape (`model` is the bot)",
+                    body="ChatCompletionRequest",
+                    ok=("200", "ChatCompletion"),
+                    stream=openai_events(),
+                    errors="401 404 413 422 503",
+                    security=keyed,
+                    openai=True,
                 )
             },
             "/healthz": {"get": _op("Liveness", ok=("200", "Health"))},
@@ -239,13 +355,19 @@ def openapi_document(version: str, *, handoffs_api: bool = False) -> dict[str, A
                 "parameters": session,
                 "get": _live("A chat-page session's new messages, live", "PageMessage", None),
             },
-            **(_handoff_paths(keyed) if handoffs_api else {}),
+            **(_handoff_paths(keyed, desk_bots) if handoffs_api else {}),
         },
         **({"webhooks": _webhooks()} if handoffs_api else {}),
         "components": {
-            "schemas": definitions["$defs"],
+            "schemas": schemas,
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
-            "responses": {name: _error(text, status) for status, (name, text) in ERRORS.items()},
+            "responses": {
+                **{name: _error(text, status) for status, (name, text) in ERRORS.items()},
+                **{
+                    f"OpenAI{name}": _error(text, status, schema="OpenAIErrorBody")
+                    for status, (name, text) in ERRORS.items()
+                },
+            },
         },
     }
 
@@ -290,7 +412,43 @@ def _feedback_paths(keyed: list[dict[str, list[str]]]) -> dict[str, Any]:
     }
 
 
-def _handoff_paths(keyed: list[dict[str, list[str]]]) -> dict[str, Any]:
+MESSAGE_TEXTS = {
+    "NewMessage": ["message"],
+    "SeedMessage": ["content"],
+    "NewAnswer": ["question"],
+    "AgentMessage": ["text"],
+}
+"""Request fields that hold one message: at most the server's message size (413 beyond)."""
+
+
+def _limit_messages(schemas: dict[str, Any], max_chars: int) -> None:
+    for schema, fields in MESSAGE_TEXTS.items():
+        for field in fields:
+            schemas[schema]["properties"][field]["maxLength"] = max_chars
+    for name in ("TextPart", "UserTextPart"):
+        schemas[name]["properties"]["text"]["maxLength"] = max_chars
+    for name in ("InstructionMessage", "UserMessage", "EarlierAnswer"):
+        for option in schemas[name]["properties"]["content"]["anyOf"]:
+            if option.get("type") == "string":
+                option["maxLength"] = max_chars
+
+
+def _allow_overrides(schemas: dict[str, Any], allowed: set[str]) -> None:
+    """Session parameters: only those some bot served lets a session set."""
+    params = schemas["CompletionParams"]
+    params["properties"] = {k: v for k, v in params["properties"].items() if k in allowed}
+
+
+def _name_bots(schemas: dict[str, Any], bots: list[str]) -> None:
+    for schema, field in BOT_FIELDS.items():
+        prop = schemas[schema]["properties"][field]
+        if "anyOf" in prop:  # optional: one of the bots, or null
+            prop["anyOf"] = [{"type": "string", "enum": bots}, {"type": "null"}]
+        else:
+            prop.update({"type": "string", "enum": bots})
+
+
+def _handoff_paths(keyed: list[dict[str, list[str]]], desk_bots: list[str]) -> dict[str, Any]:
     handoff = [_path_parameter("handoff_id", "The `handoff_id` a listing or an event gave.")]
     return {
         "/v1/handoffs": {
@@ -304,7 +462,7 @@ def _handoff_paths(keyed: list[dict[str, list[str]]]) -> dict[str, Any]:
                         "name": "bot",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "string"},
+                        "schema": {"type": "string", **({"enum": desk_bots} if desk_bots else {})},
                         "description": "Only this bot's handoffs.",
                     }
                 ],
@@ -377,7 +535,7 @@ def _live(summary: str, model: str, security: list[dict[str, list[str]]] | None)
                 "name": "Last-Event-ID",
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "pattern": f"^{EVENT_ID.pattern}$"},
                 "description": "The `id` of the last event received (or the state's "
                 "`last_event_id`): only what came after it is sent. Default: from now.",
             },
@@ -385,18 +543,14 @@ def _live(summary: str, model: str, security: list[dict[str, list[str]]] | None)
                 "name": "after",
                 "in": "query",
                 "required": False,
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "pattern": f"^{EVENT_ID.pattern}$"},
                 "description": "The same as Last-Event-ID, for clients that cannot set headers.",
             },
         ],
         "responses": {
             "200": {
                 "description": summary,
-                "content": {
-                    "text/event-stream": {
-                        "schema": {"type": "string", "description": LIVE.format(model=model)}
-                    }
-                },
+                "content": {"text/event-stream": {"schema": live_events(model)}},
             },
             **{
                 code: {"$ref": f"#/components/responses/{ERRORS[code][0]}"}
@@ -414,7 +568,7 @@ def _idempotency_key() -> dict[str, Any]:
         "name": "Idempotency-Key",
         "in": "header",
         "required": False,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "schema": {"type": "string", "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"},
         "description": "A key of your choosing (a UUID, say): a repeat with the same key "
         "within 24 hours stores nothing again and gets the first reply (waiting for it "
         "if need be), with `Idempotent-Replayed: true`.",
@@ -428,28 +582,31 @@ def _op(
     also: tuple[str, str] | None = None,
     body: str | None = None,
     errors: str = "",
-    stream: bool = False,
+    stream: bool | dict[str, Any] = False,
     security: list[dict[str, list[str]]] | None = None,
     parameters: list[dict[str, Any]] | None = None,
+    openai: bool = False,
 ) -> dict[str, Any]:
     status, schema = ok
     success: dict[str, Any] = {"description": summary}
     if schema is not None:
         success["content"] = {"application/json": {"schema": _ref(schema)}}
     if stream:
-        success["content"]["text/event-stream"] = {"schema": {"type": "string", "description": SSE}}
+        events = stream if isinstance(stream, dict) else reply_events(schema or "")
+        success["content"]["text/event-stream"] = {"schema": events}
     responses = {status: success}
     if also is not None:
         responses[also[0]] = {
             "description": summary,
             "content": {"application/json": {"schema": _ref(also[1])}},
         }
+    prefix = "OpenAI" if openai else ""
     for code in errors.split():
-        responses[code] = {"$ref": f"#/components/responses/{ERRORS[code][0]}"}
+        responses[code] = {"$ref": f"#/components/responses/{prefix}{ERRORS[code][0]}"}
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if body is not None:
         operation["requestBody"] = {
-            "required": body in ("NewMessage", "TakeHandoff", "AgentMessage", "NewFeedback"),
+            "required": body in REQUIRED_BODIES,
             "content": {"application/json": {"schema": _ref(body)}},
         }
     if security is not None:
@@ -459,10 +616,20 @@ def _op(
     return operation
 
 
-def _error(description: str, status: str) -> dict[str, Any]:
+REQUIRED_BODIES = (
+    "NewMessage",
+    "TakeHandoff",
+    "AgentMessage",
+    "NewAnswer",
+    "ChatCompletionRequest",
+    "NewFeedback",
+)
+
+
+def _error(description: str, status: str, *, schema: str = "ErrorBody") -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description,
-        "content": {"application/json": {"schema": _ref("ErrorBody")}},
+        "content": {"application/json": {"schema": _ref(schema)}},
     }
     if status in ("409", "429", "503"):
         response["headers"] = {

@@ -63,6 +63,21 @@ class Idempotency:
         return cls(message_id, hashlib.sha256(text.encode()).hexdigest()[:32])
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How answering an accepted message ended: its reply, or what failed."""
+
+    reply: Reply | None
+    error: Exception | None = None
+
+    def failure(self) -> ApiError:
+        """What the client hears of a failure: the message is kept either way. A store
+        that failed is a 503 (it is answered once the store is back); anything else a 500."""
+        if isinstance(self.error, StoreError):
+            return unavailable(FAILED)
+        return ApiError(500, "internal", FAILED)
+
+
 class Replies:
     """Accepts, answers and replays messages; `aclose` waits for the answers under way.
 
@@ -105,10 +120,10 @@ class Replies:
             return await self._replay(pipeline.store, message, idempotency, stream, describe)
         if stream:
             return self._stream(pipeline, message, item, describe)
-        reply = await asyncio.shield(self._start(self._answer(pipeline, message, item, None)))
-        if reply is None:
-            raise ApiError(500, "internal", FAILED)
-        return JSONResponse(describe(reply))
+        outcome = await asyncio.shield(self._start(self._answer(pipeline, message, item, None)))
+        if outcome.reply is None:
+            raise outcome.failure()
+        return JSONResponse(describe(outcome.reply))
 
     async def resume(self, pipeline: Pipeline, message: IncomingMessage, item: InboxItem) -> None:
         """Answer a message a dead worker accepted (raises when it fails, so the inbox tries
@@ -121,14 +136,14 @@ class Replies:
         self, pipeline: Pipeline, message: IncomingMessage, item: InboxItem, describe: Describe
     ) -> StreamingResponse:
         """`delta` events, then `done` with the whole reply (or `error`)."""
-        queue: asyncio.Queue[str | Reply | None] = asyncio.Queue()
+        queue: asyncio.Queue[str | Outcome | None] = asyncio.Queue()
 
         async def produce() -> None:
-            reply = None
+            outcome = None
             try:
-                reply = await self._answer(pipeline, message, item, queue.put_nowait)
+                outcome = await self._answer(pipeline, message, item, queue.put_nowait)
             finally:
-                queue.put_nowait(reply)
+                queue.put_nowait(outcome)
 
         self._start(produce())
 
@@ -143,8 +158,12 @@ class Replies:
                     break
                 if isinstance(entry, str):
                     yield sse_event("delta", {"delta": entry})
+                elif entry.reply is not None:
+                    yield sse_event("done", describe(entry.reply))
+                    return
                 else:
-                    yield sse_event("done", describe(entry))
+                    failure = entry.failure()
+                    yield sse_event("error", {"error": {"code": failure.code, "message": FAILED}})
                     return
             yield sse_event("error", {"error": {"code": "internal", "message": FAILED}})
 
@@ -156,13 +175,22 @@ class Replies:
         message: IncomingMessage,
         item: InboxItem,
         emit: Callable[[str], None] | None,
-    ) -> Reply | None:
-        """Answer an accepted message, then let the inbox forget it; None when it failed
-        (logged, and the inbox tries it again later)."""
+    ) -> Outcome:
+        """Answer an accepted message, then let the inbox forget it; without a reply when it
+        failed (logged, and the inbox tries it again later)."""
         stream = pipeline.stream(message, item=item, incremental=emit is not None)
-        await settle(pipeline.store, item, _carry_out(pipeline.store, stream, message, item, emit))
+        failed: list[Exception] = []
+
+        async def work() -> None:
+            try:
+                await _carry_out(pipeline.store, stream, message, item, emit)
+            except Exception as err:
+                failed.append(err)
+                raise
+
+        await settle(pipeline.store, item, work())
         await announce(pipeline.store, message.conversation_key)
-        return stream.reply
+        return Outcome(stream.reply, failed[0] if failed else None)
 
     async def _replay(
         self,

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from botkit.messages import Handoff, Reply, ReplyKind, Role
+
+METADATA_DEPTH = 8
+"""How deeply a session's `metadata` may nest objects and arrays (itself included)."""
+METADATA_BYTES = 16 * 1024
+"""How large a session's `metadata` may be, as compact JSON."""
+SEED_MESSAGES = 100
+"""How many messages a session may open with."""
 
 
 class _Request(BaseModel):
@@ -15,12 +23,91 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+    "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""What `str.strip()` strips (`str.isspace()`): the document's pattern says the same, not
+JSON Schema's `\\S`, whose whitespace is another set."""
+
+Text = Annotated[
+    str,
+    AfterValidator(_not_blank),
+    WithJsonSchema({"type": "string", "pattern": f"[^{WHITESPACE}]"}),
+]
+"""Text with something in it: empty or only whitespace is refused (422)."""
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value` nests objects and arrays, counted without recursion (a body
+    may nest a thousand levels: the check must not be what fails)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _small_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    if _depth(metadata) > METADATA_DEPTH:
+        raise ValueError(f"nests deeper than {METADATA_DEPTH} levels of objects and arrays")
+    if len(orjson.dumps(metadata)) > METADATA_BYTES:
+        raise ValueError(f"larger than {METADATA_BYTES // 1024} KB as JSON")
+    return metadata
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_small_metadata)]
+
+
+class SeedMessage(_Request):
+    """A message the session opens with, as if it had been said in it."""
+
+    role: Literal["user", "assistant"]
+    content: Text
+
+
+class CompletionParams(_Request):
+    """Completion parameters for a session's answers, each allowed only when the bot lists
+    it in `session_overrides` (bots/NAME.toml); the ranges are the API's."""
+
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    stop: str | Annotated[list[str], Field(min_length=1, max_length=4)] | None = None
+
+
 class NewSession(_Request):
-    """Start a session with a bot."""
+    """Start a session with a bot, optionally with the conversation so far."""
 
     bot: str | None = Field(default=None, description="Optional when one bot is served.")
     user: str | None = Field(default=None, min_length=1, max_length=256)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(
+        default_factory=dict,
+        description=f"Anything of yours, shown by GET: at most {METADATA_DEPTH} levels of "
+        f"objects and arrays and {METADATA_BYTES // 1024} KB as JSON.",
+    )
+    messages: list[SeedMessage] = Field(
+        default_factory=list,
+        max_length=SEED_MESSAGES,
+        description="The conversation so far (a contact form, another channel), oldest first: "
+        "the model sees it as history. Each within the message size limit.",
+    )
+    completion: CompletionParams | None = Field(
+        default=None, description="Parameters for this session's answers (see the schema)."
+    )
 
 
 class NewPublicSession(_Request):
@@ -32,7 +119,7 @@ class NewPublicSession(_Request):
 class NewMessage(_Request):
     """A user message; with `stream` the reply arrives as Server-Sent Events."""
 
-    message: str
+    message: Text
     stream: bool = False
 
 
@@ -115,6 +202,9 @@ class SessionState(BaseModel):
     user: str
     created: datetime
     metadata: dict[str, Any]
+    completion: dict[str, Any] = Field(
+        description="The completion parameters the session was created with ({} for none)."
+    )
     messages: list[SessionMessage]
     last_event_id: str = Field(description=LAST_EVENT_ID)
 
@@ -137,7 +227,18 @@ class ModelInfo(BaseModel):
     description: str
 
 
+class OpenAIModel(BaseModel):
+    id: str = Field(description="The bot's name.")
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
 class ModelList(BaseModel):
+    """The bots served, as botkit lists them (`models`) and as OpenAI does (`object`, `data`)."""
+
+    object: Literal["list"]
+    data: list[OpenAIModel]
     models: list[ModelInfo]
 
 
@@ -158,6 +259,217 @@ class StreamDelta(BaseModel):
     """One `delta` event of a streamed reply; the deltas joined are the whole reply."""
 
     delta: str
+
+
+# ---- one-off answers ------------------------------------------------------------------------
+
+ANSWER_DOCUMENTS = 20
+ANSWER_CHARACTERS = 100_000
+"""The most documents an answer may be given, and their characters in all (413 beyond)."""
+
+
+class Document(_Request):
+    title: str = Field(default="", max_length=500)
+    text: Text
+
+
+class Example(_Request):
+    """A question and the answer you would give, shown to the model as an earlier exchange."""
+
+    question: Text
+    answer: Text
+
+
+class NewAnswer(_Request):
+    """A question answered once, from the bot's FAQ and the documents given; nothing is kept
+    as a conversation."""
+
+    bot: str | None = Field(default=None, description="Optional when one bot is served.")
+    question: Text
+    documents: list[Text | Document] = Field(
+        default_factory=list,
+        json_schema_extra={"maxItems": ANSWER_DOCUMENTS},
+        description=f"Text to answer from, ranked with the bot's FAQ: at most "
+        f"{ANSWER_DOCUMENTS}, {ANSWER_CHARACTERS:,} characters in all (413 beyond).",
+    )
+    examples: list[Example] = Field(default_factory=list, max_length=20)
+
+
+class AnswerSource(BaseModel):
+    """A FAQ snippet (`faq`: its file) or a document (`document`: its index, and `title`)
+    handed to the model, best first."""
+
+    faq: str | None = None
+    document: int | None = None
+    title: str | None = None
+    score: float = Field(description="How well it matches the question, 0 to 1.")
+
+
+class Answer(BaseModel):
+    answer: str
+    sources: list[AnswerSource]
+    usage: TokenUsage
+    finish_reason: str
+    kind: ReplyKind = Field(
+        description='"answer", "fallback" (nothing matched well enough offline, or the '
+        'model failed) or "limit" (the bot\'s daily token budget is spent).'
+    )
+
+
+# ---- the OpenAI-compatible API ---------------------------------------------------------------
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class UserTextPart(BaseModel):
+    type: Literal["text"]
+    text: Text
+
+
+def _refused(value: list[Any]) -> list[Any]:
+    if value:
+        raise ValueError("not supported: a bot answers in text, from its own prompt and FAQ")
+    return value
+
+
+Unsupported = Annotated[
+    list[Any],
+    AfterValidator(_refused),
+    WithJsonSchema({"type": "array", "maxItems": 0, "description": "Not supported."}),
+]
+
+
+class InstructionMessage(BaseModel):
+    """Added to the bot's system prompt, after it."""
+
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer"]
+    content: str | list[TextPart]
+
+
+class UserMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["user"]
+    content: Text | Annotated[list[UserTextPart], Field(min_length=1)]
+
+
+class EarlierAnswer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["assistant"]
+    content: str | list[TextPart] | None = None
+
+
+ChatMessage = Annotated[
+    InstructionMessage | UserMessage | EarlierAnswer, Field(discriminator="role")
+]
+"""A message of the conversation; each text within the message size limit (413)."""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat-completions request; `model` is a bot. Other OpenAI parameters are
+    accepted; sampling parameters apply only where the bot's `session_overrides` lists them."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(description="The bot to talk to (GET /v1/models lists them).")
+    messages: list[ChatMessage] = Field(
+        min_length=1, description="The conversation; the last message must be the user's."
+    )
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    n: Literal[1] | None = Field(default=None, description="Only 1: a bot gives one answer.")
+    tools: Unsupported = Field(default_factory=list)
+    functions: Unsupported = Field(default_factory=list)
+    user: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Your id for the person: their exchanges are then kept as their "
+        "conversation with the bot (channel `openai`), and count toward per-user budgets.",
+    )
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_completion_tokens: int | None = Field(default=None, gt=0)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    stop: str | Annotated[list[str], Field(min_length=1, max_length=4)] | None = None
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+    refusal: None = None
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str = Field(description="The bot that answered.")
+    choices: list[ChatChoice]
+    usage: CompletionUsage
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    finish_reason: Literal["stop", "length"] | None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One `data:` event of a streamed completion; the stream ends with `data: [DONE]`."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice] = Field(
+        description="Empty in the last chunk, which carries the usage, when "
+        "`stream_options.include_usage` asked for it."
+    )
+    usage: CompletionUsage | None = Field(
+        default=None, description="Only with `stream_options.include_usage`: null but in the last."
+    )
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str
+
+
+class OpenAIErrorBody(BaseModel):
+    """OpenAI's error shape; `code` and `message` are botkit's as on every route."""
+
+    error: OpenAIErrorDetail
 
 
 # ---- handing over to people --------------------------------------------------------------
@@ -213,7 +525,7 @@ class TakeHandoff(_Request):
 class AgentMessage(TakeHandoff):
     """A person's message to the customer; sent before a Take, it takes the handoff."""
 
-    text: str = Field(min_length=1)
+    text: Text
 
 
 class ResolveHandoff(_Request):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from botkit.adapters.web.protocol import not_found
+from botkit.errors import StoreError
 from botkit.handoff import Handoffs
-from botkit.messages import IncomingMessage, conversation_key
+from botkit.messages import IncomingMessage, Turn, conversation_key
 from botkit.stores.base import Store
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ class Session:
     user: str
     created: datetime
     metadata: dict[str, Any] = field(default_factory=dict)
+    completion: dict[str, Any] = field(default_factory=dict)
+    """The completion parameters the session set for itself (the bot allowed them)."""
 
     @property
     def conversation_key(self) -> str:
@@ -67,8 +70,12 @@ class Sessions:
         owner: str,
         user: str | None = None,
         metadata: dict[str, Any] | None = None,
+        completion: dict[str, Any] | None = None,
+        history: Sequence[Turn] = (),
         ttl: float | None = None,
     ) -> Session:
+        """A new session, opening with `history` (stored first: a session that cannot be
+        stored whole leaves no turns behind). Raises `StoreError`."""
         session_id = secrets.token_urlsafe(24)
         session = Session(
             id=session_id,
@@ -77,6 +84,7 @@ class Sessions:
             user=user or session_id,
             created=datetime.now(UTC),
             metadata=metadata or {},
+            completion=completion or {},
         )
         record = {
             "bot": session.bot,
@@ -84,17 +92,38 @@ class Sessions:
             "user": session.user,
             "created": session.created.isoformat(),
             "metadata": session.metadata,
+            "completion": session.completion,
         }
-        await self._store.put_record(_record_key(session_id), record, ttl=ttl)
+        if history:
+            await self._store.append(session.conversation_key, history)
+        try:
+            await self._store.put_record(_record_key(session_id), record, ttl=ttl)
+        except StoreError:
+            if history:
+                await self._forget_turns(session.conversation_key)
+            raise
         return session
+
+    async def _forget_turns(self, key: str) -> None:
+        try:
+            await self._store.reset(key)
+        except StoreError as err:  # nobody can reach them: the session does not exist
+            logger.warning("could not remove the turns of an unsaved session: %s", err)
 
     async def find(self, session_id: str, *, owner: str) -> Session:
         """The session, or a 404 when it does not exist *for this owner*."""
         if len(session_id) > 64:  # ids are 32 characters: not one, and not worth a lookup
             raise not_found()
-        record = await self._store.get_record(_record_key(session_id))
-        if record is None or record.get("owner") != owner or record.get("bot") not in self._bots:
+        session = await self.get(session_id)
+        if session is None or session.owner != owner:
             raise not_found()
+        return session
+
+    async def get(self, session_id: str) -> Session | None:
+        """The session whoever owns it (a worker taking up its messages), if it exists."""
+        record = await self._store.get_record(_record_key(session_id))
+        if record is None or record.get("bot") not in self._bots:
+            return None
         return Session(
             id=session_id,
             bot=record["bot"],
@@ -102,6 +131,7 @@ class Sessions:
             user=record["user"],
             created=datetime.fromisoformat(record["created"]),
             metadata=record.get("metadata") or {},
+            completion=record.get("completion") or {},
         )
 
     async def exists(self, session_id: str) -> bool:
