@@ -292,6 +292,7 @@ class Pipeline:
         await self.store.append(message.conversation_key, [turn], lease=lease)
 
     async def _store_answer(self, message: IncomingMessage, reply: Reply, lease: Lease) -> None:
+        """The answer is the last write under the lock: both in one trip to the store."""
         turn = Turn(
             "assistant",
             reply.text,
@@ -300,7 +301,7 @@ class Pipeline:
             reply_to=message.message_id,
             kind=reply.kind,
         )
-        await self.store.append(message.conversation_key, [turn], lease=lease)
+        await self.store.append_and_release(message.conversation_key, [turn], lease)
 
     def _compose(self, message: IncomingMessage, history: Sequence[Turn]) -> Prompt | None:
         """The prompt, or None when a template fails at run time (logged with file:line):

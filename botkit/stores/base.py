@@ -141,6 +141,20 @@ class ConversationStore(ABC):
             return []
         return turns
 
+    async def append_and_release(self, key: str, turns: Sequence[Turn], lease: Lease) -> None:
+        """The last write under a lock: `append` the turns fenced by `lease`, and let go of
+        the lock in the same write (SQLite: one transaction), so the `async with
+        store.lock(key)` block then ends without another trip to the store. Raises
+        `LeaseLost` as `append` does; the lock is then released as usual on exit."""
+        keeper = _keeper(self)
+        held = keeper.held_locks.pop(key, None)  # not renewed while it is being let go
+        try:
+            await self._append_and_unlock(key, turns, lease)
+        except BaseException:
+            if held is not None:
+                keeper.held_locks[key] = held
+            raise
+
     def lock(self, key: str) -> ConversationLock:
         """`async with store.lock(key) as lease:` holds the conversation for this worker alone,
         across every process sharing the store. Waiters in one process queue in order."""
@@ -158,6 +172,11 @@ class ConversationStore(ABC):
 
     async def _unlock(self, lease: Lease) -> None:  # noqa: B027 - nothing to release
         """Release the lock if `lease` still holds it."""
+
+    async def _append_and_unlock(self, key: str, turns: Sequence[Turn], lease: Lease) -> None:
+        """`append` fenced by `lease`, then `_unlock`: as one write where the store can."""
+        await self.append(key, turns, lease=lease)
+        await asyncio.shield(self._unlock(lease))
 
     async def __aenter__(self) -> Self:
         return self
@@ -219,9 +238,10 @@ class ConversationLock:
         assert self._local is not None and self._lease is not None
         store = self._store
         keeper = _keeper(store)
-        keeper.held_locks.pop(self._key, None)
+        held = keeper.held_locks.pop(self._key, None)  # None: `append_and_release` let go
         try:
-            await asyncio.shield(store._unlock(self._lease))
+            if held is not None:
+                await asyncio.shield(store._unlock(held))
             if store.shared and isinstance(store, Feed):
                 await store.publish(f"lock:{self._key}")
         except StoreError as err:  # the lease runs out on its own

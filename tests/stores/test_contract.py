@@ -186,6 +186,15 @@ async def test_an_append_under_the_lock_is_kept(store: Store) -> None:
     assert [t.content for t in await store.recent("c", 5)] == ["fenced"]
 
 
+async def test_the_last_append_lets_go_of_the_lock(store: Store) -> None:
+    async with store.lock("c") as lease:
+        await store.append("c", [turn("user", "question")], lease=lease)
+        await store.append_and_release("c", [turn("assistant", "answer")], lease)
+    assert [t.content for t in await store.recent("c", 5)] == ["question", "answer"]
+    async with asyncio.timeout(1), store.lock("c"):  # free at once, and not held twice
+        pass
+
+
 async def test_rates_let_a_burst_through_then_ask_to_wait(store: Store) -> None:
     waits = [await store.take_rate("r", 1, rate=1, burst=3, max_wait=60) for _ in range(5)]
     assert waits[:3] == [0, 0, 0]

@@ -70,6 +70,27 @@ async def test_a_stale_workers_late_append_is_refused(pair: Pair) -> None:
     assert [t.content for t in await b.recent("c", 10)] == ["first, under a's lock", "b took over"]
 
 
+async def test_the_last_append_frees_the_lock_before_its_block_ends(pair: Pair) -> None:
+    a, b = pair
+    async with a.lock("c") as lease:
+        await a.append_and_release("c", [turn("answer")], lease)
+        async with asyncio.timeout(LEASE / 2), b.lock("c") as newer:  # no wait for a
+            await b.append("c", [turn("next")], lease=newer)
+    assert [t.content for t in await a.recent("c", 10)] == ["answer", "next"]
+
+
+async def test_a_stale_workers_last_append_is_refused_and_keeps_nothing(pair: Pair) -> None:
+    a, b = pair
+    held = a.lock("c")
+    lease = await held.__aenter__()
+    stall(a)
+    async with asyncio.timeout(5), b.lock("c") as newer:
+        with pytest.raises(LeaseLost):
+            await a.append_and_release("c", [turn("a, too late")], lease)
+        await b.append("c", [turn("b took over")], lease=newer)
+    assert [t.content for t in await b.recent("c", 10)] == ["b took over"]
+
+
 async def test_a_dead_workers_inbox_item_is_taken_up_once(pair: Pair) -> None:
     a, b = pair
     item = await a.inbox_add(channel="web", conversation="c", payload={"text": "hello"})
