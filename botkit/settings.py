@@ -108,7 +108,9 @@ class LLMSettings(BaseModel):
     """Seconds one user message may spend on attempts, retries and fallbacks together."""
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)
-    max_connections: int = Field(default=256, gt=0)
+    max_connections: int = Field(default=1000, gt=0)
+    """Connections to the API at once, one per answer in flight (the OpenAI SDK's limit
+    too); more requests wait for a free one."""
     prices: Annotated[dict[str, Price], FromJSON] = Field(default_factory=dict)
     """Model name → price per million tokens, for `botkit usage`."""
 

@@ -117,7 +117,7 @@ class CompletionClient:
         timeouts: Timeouts = Timeouts(),
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        max_connections: int = 256,
+        max_connections: int = 1000,
         rate_limit: RateLimit | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")

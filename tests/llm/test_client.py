@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from botkit.errors import (
@@ -312,6 +313,38 @@ async def test_waiting_for_a_pooled_connection_is_no_connect_timeout(
             *(client.create(ChatParams().body("m", MESSAGES)) for _ in range(3))
         )
     assert [r.text for r in results] == ["Hello from the test server."] * 3
+
+
+async def test_the_default_pool_asks_a_burst_at_once() -> None:
+    # HTTP/1.1 carries one request in flight per connection: a burst larger than the pool
+    # waits a whole answer's latency per pool-full (the pool was 256; 1,000 now, as the
+    # OpenAI SDK's). The server holds every request until all of the burst has arrived.
+    burst, in_flight, everyone = 300, 0, asyncio.Event()
+
+    async def completions(request: Request) -> JSONResponse:
+        nonlocal in_flight
+        in_flight += 1
+        if in_flight == burst:
+            everyone.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(everyone.wait(), 3)
+        in_flight -= 1
+        message = {"role": "assistant", "content": "ok"}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        return JSONResponse({"id": "c", "model": "m", "created": 0, "choices": [choice]})
+
+    server = LoopbackServer(
+        Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+    )
+    await server.start()
+    try:
+        async with CompletionClient(base_url=f"http://127.0.0.1:{server.port}/v1") as client:
+            answers = await asyncio.gather(
+                *(client.create(ChatParams().body("m", MESSAGES)) for _ in range(burst))
+            )
+    finally:
+        await server.stop()
+    assert everyone.is_set() and [a.text for a in answers] == ["ok"] * burst
 
 
 async def _raw_stream_server(pieces: list[bytes], pause: float = 0.0) -> LoopbackServer:
