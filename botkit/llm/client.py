@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
+import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -145,6 +147,7 @@ class CompletionClient:
             from httpx_aiohttp import AiohttpTransport
 
             transport = AiohttpTransport(client=self._aiohttp)
+            _verifying_context()  # ready before the first message, not paid by it
             # The pool's queue is no connection attempt: waiting there is bounded by the
             # total (and the caller's deadline), not by the connect timeout.
             self._create_timeout = aiohttp.ClientTimeout(
@@ -219,7 +222,7 @@ class CompletionClient:
             timeouts = self._timeouts
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
-                    limit=self._max_connections, ssl=httpx.create_ssl_context()
+                    limit=self._max_connections, ssl=_verifying_context()
                 ),
                 headers=self._fixed_headers,
                 timeout=aiohttp.ClientTimeout(
@@ -429,6 +432,13 @@ async def _sse_data(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
                     data.append(line[6:] if line.startswith("data: ") else line[5:])
     except (aiohttp.ClientError, TimeoutError) as err:
         raise _StreamBroke(str(err) or type(err).__name__) from err
+
+
+@functools.cache
+def _verifying_context() -> ssl.SSLContext:
+    """httpx's TLS settings (certifi's roots, `SSL_CERT_FILE`), made once a process: loading
+    the roots takes ~35 ms, which the first burst of messages would otherwise wait for."""
+    return httpx.create_ssl_context()
 
 
 def parse_completion(content: bytes, request_id: str | None = None) -> ChatCompletion:
