@@ -39,7 +39,7 @@ def run(quick: bool) -> Table:
         "Through the web channel",
         f"botkit serve --channel web in its own process on one core, the mock LLM (answering "
         f"after {LATENCY_MS} ms) and this load generator on the other; N sessions each post "
-        "one message at once over HTTP; BOTKIT_LLM_MAX_CONNECTIONS=N",
+        "one message at once over HTTP; default settings",
         ["users", "replies/s", "added ms p50", "added ms p99", "wall s"],
     )
     from bench.bots import make_home
@@ -57,7 +57,6 @@ def run(quick: bool) -> Table:
                 "BOTKIT_STORE_URL": f"sqlite:///{tmp}/web-{users}.db",
                 "BOTKIT_LLM_BASE_URL": llm_url,
                 "BOTKIT_LLM_API_KEY": "sk-bench",
-                "BOTKIT_LLM_MAX_CONNECTIONS": str(users),
                 "BOTKIT_WEB_API_KEYS": API_KEY,
             }
             server = subprocess.Popen(

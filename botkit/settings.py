@@ -129,7 +129,7 @@ class StoreSettings(BaseModel):
     PostgreSQL, whose servers allow 100 in all); more calls wait for a free one."""
     pool_timeout: float = Field(default=5.0, gt=0)
     """Seconds a call waits for a free connection (SQLite: for another process's lock on
-    the file) before failing (HTTP 503)."""
+    the file; Redis: also to connect, and for an answer) before failing (HTTP 503)."""
 
 
 class TelegramSettings(BaseModel):

@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 _USAGE_DAYS_KEPT = 400 * 86400
 _DEDUPE_SECONDS = 24 * 3600
 _GROUP = "workers"
+_QUIET_FEED = 30.0  # seconds the feed's reader waits for a notice before it looks again
 _FOREVER = "1e300"  # "no limit" for Lua's tonumber
 
 _FENCED_APPEND = """
@@ -255,9 +256,16 @@ class RedisStore(Store):
         pool_timeout: float = 5.0,
     ) -> RedisStore:
         """Connect; at most `pool_size` connections, and a call waits up to `pool_timeout`
-        seconds for a free one (redis-py's default pool fails at once when all are busy)."""
+        seconds for a free one (redis-py's default pool fails at once when all are busy),
+        and as long for the server to connect or answer (redis-py waits forever: a server
+        that stopped answering would hang every request). The URL's own `socket_timeout`
+        and `socket_connect_timeout` win."""
         pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=pool_size, timeout=pool_timeout
+            url,
+            max_connections=pool_size,
+            timeout=pool_timeout,
+            socket_timeout=pool_timeout,
+            socket_connect_timeout=pool_timeout,
         )
         client = redis.Redis.from_pool(pool)
         # The URL may hold a password: errors name only the host.
@@ -835,7 +843,9 @@ class RedisStore(Store):
                 await pubsub.subscribe(self._key("feed"))
                 ready.set()
                 while True:
-                    message = await pubsub.get_message(timeout=None)
+                    # A bounded wait (None when nothing came), never the socket timeout:
+                    # a quiet feed is no failure.
+                    message = await pubsub.get_message(timeout=_QUIET_FEED)
                     if message is not None:
                         self._wake(_text(message["data"]))
             except RedisError as err:

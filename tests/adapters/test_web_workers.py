@@ -293,6 +293,34 @@ async def private_redis() -> AsyncIterator[tuple[str, asyncio.subprocess.Process
             await server.wait()
 
 
+async def test_a_store_that_stops_answering_is_a_json_503_and_then_comes_back(
+    tmp_path: Path,
+) -> None:
+    # A Redis that keeps its connections but answers nothing (stopped, or a network that
+    # drops packets): redis-py waits forever unless told otherwise.
+    write_bot(tmp_path, "shop", faq=SHOP_FAQ)
+    settings = {"BOTKIT_STORE_POOL_TIMEOUT": "1"}
+    async with private_redis() as (url, redis_server):
+        settings["BOTKIT_STORE_URL"] = url
+        async with (
+            workers(tmp_path, settings, count=1) as [worker],
+            worker.client() as client,
+        ):
+            session_id = (await client.post("/v1/sessions", json={})).json()["session_id"]
+            redis_server.send_signal(signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                async with asyncio.timeout(10):
+                    stuck = await client.get(f"/v1/sessions/{session_id}")
+                waited = time.monotonic() - started
+            finally:
+                redis_server.send_signal(signal.SIGCONT)
+            again = await client.get(f"/v1/sessions/{session_id}")
+    assert stuck.status_code == 503 and stuck.json()["error"]["code"] == "unavailable"
+    assert waited < 5
+    assert again.status_code == 200, again.text
+
+
 async def test_a_store_that_goes_away_is_a_json_503(tmp_path: Path) -> None:
     write_bot(tmp_path, "shop", faq=SHOP_FAQ)
     async with (
