@@ -100,6 +100,11 @@ class Handoffs:
     def serves(self, bot: str) -> bool:
         return bot in self._bots
 
+    @property
+    def desks(self) -> list[Desk]:
+        """Every desk in use, once."""
+        return list({id(desk): desk for desk in self._desks.values()}.values())
+
     def replace_bot(self, bot: BotDefinition) -> None:
         """A reloaded bot: its templates and its `[handoff]` keys named in `RELOADABLE`.
         Desks are made at start, so the rest of the table must stay as it was."""

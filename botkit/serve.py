@@ -99,11 +99,14 @@ async def serve(app: BotApp, options: ServeOptions, *, reload: bool = False) -> 
         if all(part is not known for known in parts):  # a Slack desk may share the channel's app
             parts.append(part)
     every_bot = [bot.name for bot in app.bots]
-    resumers = {
+    resumers: dict[str, tuple[Resumes, list[str]]] = {
         name: (channel, getattr(channel, "bots", every_bot))
         for name, channel in channels.items()
         if isinstance(channel, Resumes)
     }
+    for kept in app.handoffs.desks:  # a desk that keeps its work in the inbox (webhook)
+        if isinstance(kept, Resumes) and isinstance(name := getattr(kept, "inbox", None), str):
+            resumers[name] = (kept, getattr(kept, "bots", every_bot))
     inbox = InboxWorker(app.store, resumers, handoffs=app.handoffs)
     reloader = Reloader(app, watch=reload)
     health = Health(app, parts)

@@ -12,6 +12,9 @@ stays the same on every retry. Events are sent in the background, never on the
 customer's message path: an event that fails (no 2xx in 10 s) is tried again with
 growing pauses for about two minutes, then logged and dropped. Each handoff's events
 are sent in order, one at a time; different handoffs' in parallel.
+
+Each event is kept in the store's inbox until it is sent (or given up): when its worker
+stops or dies first, a worker serving the bot sends it (`resume`), with the same id.
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ from botkit.adapters.web.schemas import (
     HandoffInfo,
     SessionMessage,
 )
-from botkit.errors import ConfigError, Problem
+from botkit.errors import ConfigError, Problem, StoreError
 from botkit.messages import Handoff, Turn
+from botkit.pipeline import inbox_channel
+from botkit.stores.base import Inbox, InboxItem
 
 if TYPE_CHECKING:
     from botkit.adapters import Channel, ServeOptions
@@ -61,14 +66,25 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+INBOX = "webhook-desk"
+"""The inbox's channel name for events kept until they are sent (`INBOX/bot`)."""
+
+
 class WebhookDesk:
-    """Posts each bot's handoff events to its `webhook_url` (a `botkit.handoff.Desk`)."""
+    """Posts each bot's handoff events to its `webhook_url` (a `botkit.handoff.Desk`).
+
+    With a `store`, each event waits in its inbox until it is sent, and this desk sends
+    the events other workers kept and could not (`resume`, run by the inbox worker).
+    """
+
+    inbox = INBOX
 
     def __init__(
         self,
         *,
         urls: Mapping[str, str],
         secret: SecretStr,
+        store: Inbox | None = None,
         backoff: Sequence[float] = BACKOFF,
         timeout: float = TIMEOUT,
         grace: float = GRACE,
@@ -77,12 +93,18 @@ class WebhookDesk:
     ) -> None:
         self._urls = dict(urls)
         self._secret = secret
+        self._store = store
         self._backoff = tuple(backoff)
         self._grace = grace
         self._clock = clock
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
-        self._queues: dict[str, deque[DeskEvent]] = {}
+        self._queues: dict[str, deque[tuple[DeskEvent, asyncio.Future[InboxItem | None]]]] = {}
         self._senders: set[asyncio.Task[None]] = set()
+
+    @property
+    def bots(self) -> list[str]:
+        """The bots whose events this desk sends."""
+        return sorted(self._urls)
 
     # --- botkit.handoff.Desk -------------------------------------------------------------
 
@@ -97,28 +119,29 @@ class WebhookDesk:
             )
             for turn in transcript
         ]
-        self._send("handoff.requested", handoff, transcript=messages)
+        await self._send("handoff.requested", handoff, transcript=messages)
         return f"webhook:{handoff.id}"
 
     async def customer_message(self, handoff: Handoff, text: str) -> None:
         message = CustomerText(text=text, time=datetime.fromtimestamp(self._clock(), UTC))
-        self._send("handoff.message", handoff, message=message)
+        await self._send("handoff.message", handoff, message=message)
 
     async def changed(self, handoff: Handoff) -> None:
         if handoff.state == "human":
-            self._send("handoff.taken", handoff)
+            await self._send("handoff.taken", handoff)
         elif handoff.outcome == "timeout":
-            self._send("handoff.timeout", handoff)
+            await self._send("handoff.timeout", handoff)
         elif handoff.state == "resolved":  # resolved by a person, or cancelled by the customer
-            self._send("handoff.resolved", handoff)
+            await self._send("handoff.resolved", handoff)
 
     async def delivery_failed(self, handoff: Handoff, reason: str) -> None:
-        self._send("handoff.delivery_failed", handoff, failure=reason)
+        await self._send("handoff.delivery_failed", handoff, failure=reason)
 
     # --- sending -------------------------------------------------------------------------
 
-    def _send(self, kind: DeskEventType, handoff: Handoff, **fields: Any) -> None:
-        """Queue the event behind the handoff's earlier ones; the caller never waits."""
+    async def _send(self, kind: DeskEventType, handoff: Handoff, **fields: Any) -> None:
+        """Keep the event, and queue it behind the handoff's earlier ones; the caller waits
+        for the store's write, never for the helpdesk."""
         event = DeskEvent(
             id=f"evt_{secrets.token_urlsafe(12)}",
             type=kind,
@@ -126,26 +149,59 @@ class WebhookDesk:
             handoff=HandoffInfo.of(handoff),
             **fields,
         )
+        # Queued before the store's write, which concurrent calls may finish in any order.
+        kept = asyncio.ensure_future(self._keep(handoff.bot, event))
         queue = self._queues.get(handoff.id)
         if queue is not None:
-            queue.append(event)
-            return
-        self._queues[handoff.id] = deque([event])
-        sender = asyncio.create_task(self._drain(handoff.bot, handoff.id))
-        self._senders.add(sender)
-        sender.add_done_callback(self._senders.discard)
+            queue.append((event, kept))
+        else:
+            self._queues[handoff.id] = deque([(event, kept)])
+            sender = asyncio.create_task(self._drain(handoff.bot, handoff.id))
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+        await asyncio.shield(kept)
+
+    async def _keep(self, bot: str, event: DeskEvent) -> InboxItem | None:
+        """The event in the inbox, held by this worker while it sends it."""
+        if self._store is None:
+            return None
+        try:
+            return await self._store.inbox_add(
+                channel=inbox_channel(INBOX, bot),
+                conversation=event.handoff.handoff_id,
+                payload={"kind": "desk_event", "event": event.model_dump(mode="json")},
+            )
+        except StoreError as err:
+            logger.warning("webhook desk: %s not kept (%s); sending it anyway", event.type, err)
+            return None
 
     async def _drain(self, bot: str, handoff_id: str) -> None:
         queue = self._queues[handoff_id]
         try:
             while queue:
+                event, keeping = queue[0]
                 try:
-                    await self._deliver(self._urls[bot], queue[0])
+                    await self._deliver(self._urls[bot], event)
                 except Exception:  # a bug must not stop the handoff's later events
-                    logger.exception("webhook desk: could not send %s", queue[0].type)
+                    logger.exception("webhook desk: could not send %s", event.type)
                 queue.popleft()
+                kept = await keeping
+                if kept is not None and self._store is not None:
+                    try:
+                        await self._store.inbox_done(kept)
+                    except StoreError as err:  # its lease runs out: it is sent once more
+                        logger.warning("webhook desk: %s sent, not forgotten: %s", event.type, err)
         finally:
             del self._queues[handoff_id]
+
+    async def resume(self, item: InboxItem) -> None:
+        """Send an event another worker kept and did not send (it stopped, or died)."""
+        event = DeskEvent.model_validate(item.payload["event"])
+        url = self._urls.get(event.handoff.bot)
+        if url is None:  # the bot no longer has this desk
+            logger.warning("webhook desk: %s for bot %s dropped", event.type, event.handoff.bot)
+            return
+        await self._deliver(url, event)
 
     async def _deliver(self, url: str, event: DeskEvent) -> None:
         """Post one event until the receiver takes it, or the retries run out (logged)."""
@@ -192,14 +248,22 @@ class WebhookDesk:
         )
 
     async def aclose(self) -> None:
-        """Give the events not yet sent `grace` seconds, then drop them (logged)."""
+        """Give the events not yet sent `grace` seconds; the rest stay in the inbox for
+        the next worker (without a store: they are dropped, logged)."""
         if self._senders:
             _, late = await asyncio.wait(set(self._senders), timeout=self._grace)
             for sender in late:
                 sender.cancel()
             if late:
-                dropped = sum(len(queue) for queue in self._queues.values())
-                logger.error("webhook desk: stopped with %d events not delivered", dropped)
+                left = sum(len(queue) for queue in self._queues.values())
+                if self._store is None:
+                    logger.error("webhook desk: stopped with %d events not delivered", left)
+                else:
+                    logger.warning(
+                        "webhook desk: stopped with %d events not yet delivered; they stay "
+                        "in the store, and the next worker serving their bots sends them",
+                        left,
+                    )
                 await asyncio.wait(late)
         await self._client.aclose()
 
@@ -226,7 +290,7 @@ def desk(app: BotApp) -> WebhookDesk:
             "so the helpdesk can tell them from forgeries"
         )
         raise ConfigError([Problem("BOTKIT_HANDOFF_WEBHOOK_SECRET", message)])
-    return WebhookDesk(urls=urls, secret=secret)
+    return WebhookDesk(urls=urls, secret=secret, store=app.store)
 
 
 def serve(app: BotApp, options: ServeOptions) -> Channel:

@@ -190,6 +190,31 @@ async def test_a_persons_message_reaches_the_customer_on_the_other_worker_once(
     assert receiver.refused == 0
 
 
+async def test_a_desk_event_whose_worker_died_is_sent_by_the_other(
+    tmp_path: Path, store: dict[str, str]
+) -> None:
+    async with DeskReceiver() as receiver:
+        receiver.answers.append(503)  # the first attempt: its worker waits a second to retry
+        home = home_with_desk(tmp_path, receiver.url)
+        async with (
+            workers(home, store, BOTKIT_STORE_LEASE="1") as (a, b),
+            a.client() as customer,
+        ):
+            session_id = (await customer.post("/v1/sessions", json={})).json()["session_id"]
+            handed = await customer.post(
+                f"/v1/sessions/{session_id}/messages", json={"message": "/human"}
+            )
+            assert handed.json()["kind"] == "handoff", handed.text
+            await until(lambda: receiver.turned_away)
+            await a.kill()  # before its retry
+            requested = await receiver.next("handoff.requested", within=15)
+            await asyncio.sleep(1.5)  # nothing more comes
+    [turned_away] = receiver.turned_away
+    assert requested["id"] == turned_away["id"]  # the same event, sent by b
+    assert requested["handoff"]["session_id"] == session_id
+    assert [e["type"] for e in receiver.events] == ["handoff.requested"]
+
+
 async def test_an_idempotency_key_holds_across_workers(
     tmp_path: Path, store: dict[str, str]
 ) -> None:

@@ -33,11 +33,13 @@ def readme_verifier() -> Callable[[bytes, str, str], dict[str, Any]]:
 
 class DeskReceiver:
     """Keeps every verified event in `events`; answers the statuses in `answers` first
-    (one a request), then 200. Forged or stale events are counted in `refused`."""
+    (one a request), then 200, keeping the events it answered so in `turned_away`.
+    Forged or stale events are counted in `refused`."""
 
     def __init__(self, secret: str = SECRET) -> None:
         self.secret = secret
         self.events: list[dict[str, Any]] = []
+        self.turned_away: list[dict[str, Any]] = []
         self.attempts = 0
         self.refused = 0
         self.answers: deque[int] = deque()
@@ -68,6 +70,7 @@ class DeskReceiver:
             self.refused += 1
             return PlainTextResponse(str(err), 401)
         if self.answers:
+            self.turned_away.append(event)
             return Response(status_code=self.answers.popleft())
         assert request.headers["x-botkit-event"] == event["type"]
         self.events.append(event)
