@@ -304,6 +304,21 @@ async def test_model_parameters_vars_faq_settings_and_fallbacks_are_live(tmp_pat
         await backup.stop()
 
 
+async def test_the_models_list_names_a_reloaded_bots_new_model(tmp_path: Path) -> None:
+    from tests.adapters.web_testing import web_server
+
+    write_bot(tmp_path, "shop", settings='model = "gpt-old"\n')
+    llm = {"base_url": "http://127.0.0.1:9/v1", "api_key": "sk-test"}  # never asked
+    bots = [BotHome(tmp_path).load_checked("shop")]
+    async with web_server(bots, settings={"llm": llm}) as server, server.client() as client:
+        before = (await client.get("/v1/models")).json()["models"]
+        (tmp_path / "bots" / "shop.toml").write_text('model = "gpt-new"\n', "utf-8")
+        assert await Reloader(server.app).reload("shop")
+        after = (await client.get("/v1/models")).json()["models"]
+    assert [(m["bot"], m["model"]) for m in before] == [("shop", "gpt-old")]
+    assert [(m["bot"], m["model"]) for m in after] == [("shop", "gpt-new")]
+
+
 HANDOFF = """\
 [handoff]
 desk = "webhook"

@@ -98,7 +98,7 @@ class WebChannel:
         )
         self.completions = CompletionsApi(
             pipelines=app.pipelines,
-            models={bot.name: app.model_of(bot) for bot in app.bots},
+            model_of=app.model_of,
             store=app.store,
             access=access,
             max_message_chars=web.max_message_chars,

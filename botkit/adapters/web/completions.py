@@ -42,6 +42,7 @@ from botkit.adapters.web.schemas import (
     OpenAIModel,
 )
 from botkit.errors import ConfigError, StoreError
+from botkit.home import BotDefinition
 from botkit.llm.base import Completion
 from botkit.messages import IncomingMessage, Role, Turn, Usage, conversation_key
 from botkit.pipeline import Pipeline
@@ -67,13 +68,13 @@ class CompletionsApi:
         self,
         *,
         pipelines: Mapping[str, Pipeline],
-        models: Mapping[str, str],
+        model_of: Callable[[BotDefinition], str],
         store: ConversationStore,
         access: KeyAccess,
         max_message_chars: int,
     ) -> None:
         self._pipelines = pipelines
-        self._models = models
+        self._model_of = model_of  # asked each time: a reloaded bot may name another
         self._store = store
         self._access = access
         self._max_chars = max_message_chars
@@ -94,7 +95,7 @@ class CompletionsApi:
                 for name in self._pipelines
             ],
             models=[
-                ModelInfo(bot=name, model=self._models[name], description=p.bot.description)
+                ModelInfo(bot=name, model=self._model_of(p.bot), description=p.bot.description)
                 for name, p in self._pipelines.items()
             ],
         )
