@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from botkit.home import BotDefinition
 from botkit.outcomes import OutcomeRecorder
@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 
 PURGE_EVERY = 3600.0
 """Seconds between two looks for expired conversations while serving."""
+LATE_WRITES = 2.5
+"""Seconds within which every running worker has written the outcomes and token counts it
+holds (it writes them each second, `botkit.outcomes`, `botkit.llm.usage`): `forget`
+looks again after them."""
 
 # Records that other parts keep about a conversation or a handoff, by their key's format
 # (tests/test_privacy.py holds these to the modules that write them).
@@ -51,6 +55,9 @@ class Forgotten:
     def nothing(self) -> bool:
         return not (self.conversations or self.shared or self.votes or self.usage_rows)
 
+    def __add__(self, other: Forgotten) -> Forgotten:
+        return Forgotten(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
 
 async def forget(
     store: Store,
@@ -58,14 +65,24 @@ async def forget(
     *,
     bot: str | None = None,
     recorder: OutcomeRecorder | None = None,
+    again_after: float = LATE_WRITES,
 ) -> Forgotten:
     """Delete everything about `user` (for one bot, or every bot) from the store.
 
-    `recorder`: the outcomes a running process has not written yet are written first,
-    so that none is left behind.
+    `recorder`: the outcomes this process has not written yet are written first. Other
+    workers write theirs within a second, and a conversation is found through them: after
+    `again_after` seconds (0: never) it looks again, and deletes what they wrote.
     """
     if recorder is not None:
         await recorder.flush()
+    done = await _forget_once(store, user, bot)
+    if again_after > 0:
+        await asyncio.sleep(again_after)
+        done += await _forget_once(store, user, bot)
+    return done
+
+
+async def _forget_once(store: Store, user: str, bot: str | None) -> Forgotten:
     written = await store.outcomes(user=user, bot=bot)
     votes = await store.feedback(user=user, bot=bot)
     theirs: dict[str, list[str]] = {}

@@ -16,6 +16,7 @@ from botkit.feedback import Votes
 from botkit.handoff import Handoffs
 from botkit.home import BotDefinition, BotHome
 from botkit.llm.offline import FaqResponder
+from botkit.llm.usage import UsageMeter
 from botkit.outcomes import OutcomeRecorder
 from botkit.pipeline import Pipeline
 from botkit.privacy import forget, purge
@@ -118,7 +119,7 @@ async def test_forget_leaves_nothing_of_one_customer_and_all_of_the_other(
     await two_customers(store, desk_bot(tmp_path))
     before = await everything(store)
     assert ONE.search(before) and TEN.search(before)
-    done = await forget(store, "u-1")
+    done = await forget(store, "u-1", again_after=0)
     assert (done.conversations, done.messages, done.votes, done.handoffs) == (1, 2, 1, 1)
     assert done.usage_rows == 1
     after = await everything(store)
@@ -131,7 +132,31 @@ async def test_forget_leaves_nothing_of_one_customer_and_all_of_the_other(
     # The tokens stay counted, under no one's name.
     day = time.strftime("%Y-%m-%d", time.gmtime())
     assert await store.tokens_used(day=day, bot="shop") == 200
-    assert (await forget(store, "u-1")).nothing
+    assert (await forget(store, "u-1", again_after=0)).nothing
+
+
+async def test_forget_looks_again_for_what_another_worker_writes_a_moment_later(
+    store: Store, tmp_path: Path
+) -> None:
+    # Another worker has just answered u-1: the outcome that names them (through which
+    # forget finds the conversation) and their tokens are still in its buffers.
+    bot = desk_bot(tmp_path)
+    recorder = OutcomeRecorder(store, flush_seconds=0.5)
+    meter = UsageMeter(store, flush_seconds=0.5)
+    pipeline = Pipeline(
+        bot=bot, store=store, responder=FaqResponder(bot), listeners=[recorder.observe]
+    )
+    chat = FakeChannel(pipeline.handle, bot="shop", channel="web", user_id="u-1")
+    await chat.say("When are you open? (secret-of-one)")
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    meter.add(UsageRecord(day, "shop", "u-1", "shop/web/u-1", "m", 90, 10))
+    done = await forget(store, "u-1", again_after=1.5)
+    await recorder.aclose()
+    await meter.aclose()
+    assert (done.conversations, done.messages, done.usage_rows) == (1, 1, 1)
+    found = ONE.search(await everything(store))
+    assert found is None, found
+    assert await store.tokens_used(day=day, bot="shop") == 100  # counted, under no name
 
 
 async def test_purge_deletes_what_is_past_the_retention_and_nothing_else(
