@@ -12,6 +12,9 @@ Both halves run on the process's one Slack app (`botkit.adapters.slack.app`), so
 desk works beside a Telegram bot alone or in the very app that answers employees
 in Slack. A person's mistake (a reply in a thread that is no handoff, a Take or a
 reply after the resolve) reaches no customer; they get a note only they can see.
+
+A person's reply is kept in the store's inbox before Slack is told it arrived: if its
+worker dies before passing it on, another worker serving the bot does.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from botkit.adapters.slack.format import escape
 from botkit.adapters.slack.payloads import check_interaction
 from botkit.errors import ConfigError, PayloadError
 from botkit.handoff import Outcome
+from botkit.inbox import settle
 from botkit.messages import Handoff, Turn
+from botkit.pipeline import inbox_channel
+from botkit.stores.base import InboxItem
 
 if TYPE_CHECKING:
     from botkit.adapters import Channel, ServeOptions
@@ -63,6 +69,10 @@ NOTES: Mapping[Outcome, str] = {
     "taken": "{agent} has already taken this conversation.",
     "done": "",
 }
+LISTENER_KEY = "slack-desk"
+"""Where a `BotApp` keeps its desk listener (`app.shared`)."""
+INBOX = "slack-desk"
+"""The inbox's channel name for people's replies not yet passed on (`INBOX/bot`)."""
 NO_HANDOFF = "This thread is not a handoff: your message was not sent to anyone."
 TEXT_ONLY = "Only text reaches the customer: files are not sent."
 
@@ -75,16 +85,27 @@ def serve(app: BotApp, options: ServeOptions) -> Channel:
     """Listen to the people at the desk on the process's Slack app, and hand `botkit serve`
     what runs that app (the Slack channel, when it is served too)."""
     slack = SlackApp.of(app, purpose="desk")
-    DeskListener(app, slack).listen()
+    DeskListener.of(app, slack).listen()
     return slack.serving
 
 
 class SlackDesk:
-    """Shows handoffs in Slack (the `botkit.handoff.Desk` of bots with `desk = "slack"`)."""
+    """Shows handoffs in Slack (the `botkit.handoff.Desk` of bots with `desk = "slack"`),
+    and passes on the replies other workers kept and did not (`resume`)."""
+
+    inbox = INBOX
 
     def __init__(self, app: BotApp) -> None:
         self._app = app
         self._channels = desk_channels(app)
+
+    @property
+    def bots(self) -> list[str]:
+        """The bots at this desk."""
+        return sorted(self._channels)
+
+    async def resume(self, item: InboxItem) -> None:
+        await DeskListener.of(self._app, self._slack).pass_on(item)
 
     @property
     def _slack(self) -> SlackApp:
@@ -159,6 +180,14 @@ class DeskListener:
         self._channels = set(desk_channels(app).values())
         self._names: dict[str, str] = {}
 
+    @classmethod
+    def of(cls, app: BotApp, slack: SlackApp) -> DeskListener:
+        """The process's one listener (with its cache of people's names)."""
+        listener = app.shared.get(LISTENER_KEY)
+        if not isinstance(listener, cls):
+            listener = app.shared[LISTENER_KEY] = cls(app, slack)
+        return listener
+
     def listen(self) -> None:
         self._slack.on_event(self._on_event, first=True)
         self._slack.bolt.action(TAKE)(self._on_action)
@@ -221,11 +250,31 @@ class DeskListener:
             event.get("parent_user_id") != me.user_id or is_addressed(event, me)
         ):
             return False
-        if not await self._store.claim(f"slack:desk:{channel}:{event['ts']}", ttl=SEEN_SECONDS):
-            return True  # a retry, or the app_mention twin of a message already taken
+        seen = f"slack:desk:{channel}:{event['ts']}"
         text = plain_text(str(event.get("text") or ""), me)
-        self._slack.spawn(self._reply(handoff, event, text))
+        if handoff is None:  # a note for the person is all there is to do
+            if await self._store.claim(seen, ttl=SEEN_SECONDS):
+                self._slack.spawn(self._reply(None, event, text))
+            return True
+        item = await self._store.inbox_add(
+            channel=inbox_channel(INBOX, handoff.bot),
+            conversation=handoff.id,
+            payload={
+                "kind": "desk_reply",
+                "handoff": handoff.id,
+                "event": {key: event.get(key) for key in ("channel", "thread_ts", "ts", "user")},
+                "text": text,
+            },
+            dedupe=seen,
+        )
+        if item is not None:  # else a retry, or the app_mention twin of one already kept
+            self._slack.spawn(settle(self._store, item, self.pass_on(item)))
         return True
+
+    async def pass_on(self, item: InboxItem) -> None:
+        """Carry out a reply kept in the inbox (here, or by a worker that died)."""
+        handoff = await self._store.handoff_get(str(item.payload["handoff"]))
+        await self._reply(handoff, item.payload["event"], str(item.payload["text"]))
 
     async def _reply(self, handoff: Handoff | None, event: Mapping[str, Any], text: str) -> None:
         channel, thread, user = event["channel"], event["thread_ts"], event["user"]

@@ -440,41 +440,58 @@ async def test_a_telegram_customer_who_blocked_the_bot_is_reported_in_the_thread
 # --- many workers ----------------------------------------------------------------------
 
 
+class Workers:
+    """Two `botkit serve shop --channel telegram` processes on one SQLite file, with the
+    Slack desk; what they logged once stopped."""
+
+    def __init__(self, slack: FakeSlackAPI, telegram: FakeBotAPI, home: Path, **env: str):
+        self._env = environment(
+            home,
+            TELEGRAM_BOT_TOKEN=telegram.token,
+            BOTKIT_TELEGRAM_BASE_URL=telegram.base_url,
+            SLACK_BOT_TOKEN=TOKEN,
+            SLACK_SIGNING_SECRET=SECRET,
+            BOTKIT_SLACK_API_URL=slack.base_url,
+            BOTKIT_STORE_URL=f"sqlite:///{home / 'shared.db'}",
+            **env,
+        )
+        self._telegram = telegram
+        self.ports = [free_port(), free_port()]
+        self.processes: list[asyncio.subprocess.Process] = []
+        self.logs: list[str] = []
+
+    @property
+    def events_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}/slack/events" for port in self.ports]
+
+    async def __aenter__(self) -> Workers:
+        command = [sys.executable, "-m", "botkit", "serve", "shop", "--channel", "telegram"]
+        for port in self.ports:
+            self.processes.append(
+                await asyncio.create_subprocess_exec(
+                    *command, "--port", str(port), env=self._env, stderr=asyncio.subprocess.PIPE
+                )
+            )
+        for port, process in zip(self.ports, self.processes, strict=True):
+            await until_listening(f"http://127.0.0.1:{port}/healthz", process)
+        telegram = self._telegram
+        await telegram.until(lambda: len(telegram.called("getUpdates")) >= 2, within=30)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for process in self.processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        outputs = [await asyncio.wait_for(p.communicate(), 30) for p in self.processes]
+        self.logs = [stderr.decode() for _, stderr in outputs]
+
+
 async def test_two_workers_share_the_desk_and_each_message_arrives_once(
     slack: FakeSlackAPI, telegram: FakeBotAPI, home: Path
 ) -> None:
     desk_bot(home)
-    env = environment(
-        home,
-        TELEGRAM_BOT_TOKEN=telegram.token,
-        BOTKIT_TELEGRAM_BASE_URL=telegram.base_url,
-        SLACK_BOT_TOKEN=TOKEN,
-        SLACK_SIGNING_SECRET=SECRET,
-        BOTKIT_SLACK_API_URL=slack.base_url,
-        BOTKIT_STORE_URL=f"sqlite:///{home / 'shared.db'}",
-    )
-    ports = [free_port(), free_port()]
-    workers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "botkit",
-            "serve",
-            "shop",
-            "--channel",
-            "telegram",
-            "--port",
-            str(port),
-            env=env,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        for port in ports
-    ]
-    first, second = (f"http://127.0.0.1:{port}/slack/events" for port in ports)
-    try:
-        for port, worker in zip(ports, workers, strict=True):
-            await until_listening(f"http://127.0.0.1:{port}/healthz", worker)
-        await telegram.until(lambda: len(telegram.called("getUpdates")) >= 2, within=30)
+    async with Workers(slack, telegram, home) as workers:
+        first, second = workers.events_urls
         telegram.push(text_update("/human"))
         post = await the_desk_post(slack)
         assert (await interact(first, block_action(post, TAKE))).status_code == 200
@@ -485,20 +502,37 @@ async def test_two_workers_share_the_desk_and_each_message_arrives_once(
         telegram.push(text_update("Thanks!"))
         await slack.until(lambda: "*Ann:* Thanks!" in in_thread(slack, post), within=30)
         await slack.settled(1.5)  # a second worker looks in the inbox every second
-    finally:
-        for worker in workers:
-            if worker.returncode is None:
-                worker.send_signal(signal.SIGTERM)
-        outputs = [await asyncio.wait_for(worker.communicate(), 30) for worker in workers]
-    logs = [stderr.decode() for _, stderr in outputs]
-    assert [worker.returncode for worker in workers] == [0, 0], logs
-    assert not any("Traceback" in log for log in logs), logs
+    assert [p.returncode for p in workers.processes] == [0, 0], workers.logs
+    assert not any("Traceback" in log for log in workers.logs), workers.logs
     texts = chat(telegram)
     assert sum("handing you over" in text for text in texts) == 1
     assert sum("joined" in text for text in texts) == 1
     assert texts.count("Anna: Hello from the desk.") == 1
     assert in_thread(slack, post).count("*Ann:* Thanks!") == 1
     assert len(desk_posts(slack)) == 1
+
+
+async def test_a_reply_whose_worker_died_is_passed_on_by_the_other(
+    slack: FakeSlackAPI, telegram: FakeBotAPI, home: Path
+) -> None:
+    desk_bot(home)
+    async with Workers(slack, telegram, home, BOTKIT_STORE_LEASE="1") as workers:
+        first, second = workers.events_urls
+        telegram.push(text_update("/human"))
+        post = await the_desk_post(slack)
+        assert (await interact(first, block_action(post, TAKE))).status_code == 200
+        await telegram.until(lambda: any("joined" in text for text in chat(telegram)), within=30)
+        looked_up = len(slack.called("users.info"))
+        stalled = slack.stall("users.info")  # the second worker asks who wrote it, and hangs
+        hello = reply_in(post, "Hello from the desk.")
+        assert (await deliver(second, event_body(hello))).status_code == 200
+        await slack.until(lambda: len(slack.called("users.info")) > looked_up)
+        workers.processes[1].kill()  # acknowledged, not passed on
+        await telegram.until(lambda: "Anna: Hello from the desk." in chat(telegram), within=30)
+        stalled.set()
+        await slack.settled(1.5)
+    assert chat(telegram).count("Anna: Hello from the desk.") == 1
+    assert not any("Traceback" in log for log in workers.logs), workers.logs
 
 
 # --- settings --------------------------------------------------------------------------
