@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from botkit.handoff import Handoffs
+from botkit.llm.base import Completion
 from botkit.messages import Handoff, IncomingMessage, Reply
 from botkit.pipeline import Pipeline
 
@@ -71,9 +72,10 @@ class ReplyMetrics:
             registry=self.registry,
         )
 
-    def observe(self, message: IncomingMessage, reply: Reply, seconds: float) -> None:
-        """A pipeline reply listener (for every message: its label children are cached, as
-        `labels()` costs more than the rest of this together)."""
+    def observe(self, message: IncomingMessage, reply: Reply | Completion, seconds: float) -> None:
+        """A pipeline reply listener, and its completion listener (answers outside a
+        conversation: `/v1/answers`, `/v1/chat/completions`). For every message: its label
+        children are cached, as `labels()` costs more than the rest of this together."""
         channel, bot = message.channel, message.bot
         self._child(self.messages, channel, bot, reply.kind).inc()
         self._child(self.latency, channel, bot).observe(seconds)
@@ -104,6 +106,7 @@ class ReplyMetrics:
     def attach(self, pipelines: Iterable[Pipeline], handoffs: Handoffs | None = None) -> None:
         for pipeline in pipelines:
             pipeline.listeners.append(self.observe)
+            pipeline.completion_listeners.append(self.observe)
         if handoffs is not None:
             handoffs.listeners.append(self.observe_handoff)
 

@@ -52,6 +52,8 @@ COMMANDS = {
 INTERRUPTED = "\n\n(Sorry, my answer was interrupted. Please ask again.)"
 
 ReplyListener = Callable[[IncomingMessage, Reply, float], None]
+CompletionListener = Callable[[IncomingMessage, Completion, float], None]
+"""Hears of an answer given outside a conversation (`Pipeline.complete`), and its seconds."""
 """Called with each message, its reply and the seconds it took (metrics, logs)."""
 
 
@@ -80,6 +82,7 @@ class Pipeline:
         self.responder = responder
         self.composer = PromptComposer(bot)
         self.listeners = list(listeners)
+        self.completion_listeners: list[CompletionListener] = []
         self.handoffs = handoffs if handoffs is not None and bot.settings.handoff else None
         self._offline = FaqResponder(bot)
         self._redact = Redactor(bot.settings.redact)
@@ -265,8 +268,20 @@ class Pipeline:
     ) -> AsyncIterator[str | Completion]:
         """The bot's answer to a prompt composed outside a conversation (the answers and
         chat-completions APIs): text deltas, then the `Completion`, with the bot's limits,
-        usage and offline fallback, as for a message. Nothing is stored."""
-        return copy.copy(self)._complete(prompt, streaming=streaming)
+        usage and offline fallback, as for a message. Nothing is stored; the
+        `completion_listeners` (the metrics) hear of it."""
+        return self._heard(prompt.message, copy.copy(self)._complete(prompt, streaming=streaming))
+
+    async def _heard(
+        self, message: IncomingMessage, items: AsyncIterator[str | Completion]
+    ) -> AsyncIterator[str | Completion]:
+        started = time.perf_counter()
+        async for item in items:
+            if isinstance(item, Completion):
+                elapsed = time.perf_counter() - started
+                for listener in self.completion_listeners:
+                    listener(message, item, elapsed)
+            yield item
 
     # --- the steps ---------------------------------------------------------------------
 
@@ -557,6 +572,7 @@ __all__ = [
     "DEFAULTS",
     "Begin",
     "Pipeline",
+    "CompletionListener",
     "ReplyListener",
     "ReplyStream",
     "inbox_channel",

@@ -107,6 +107,20 @@ async def test_with_an_llm_the_documents_and_examples_reach_the_model_and_usage_
     assert used == 15 and not kept
 
 
+async def test_answers_and_chat_completions_are_in_the_metrics(
+    served: tuple[WebServer, httpx.AsyncClient],
+) -> None:
+    _, client = served
+    await client.post("/v1/answers", json={"question": "When are you open?"})
+    chat = {"model": "shop", "messages": [{"role": "user", "content": "When are you open?"}]}
+    for _ in range(2):
+        assert (await client.post("/v1/chat/completions", json=chat)).status_code == 200
+    text = (await client.get("/metrics")).text
+    assert 'botkit_messages_total{bot="shop",channel="api",kind="answer"} 1.0' in text
+    assert 'botkit_messages_total{bot="shop",channel="openai",kind="answer"} 2.0' in text
+    assert 'botkit_reply_seconds_count{bot="shop",channel="openai"} 2.0' in text
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code", "named"),
     [
