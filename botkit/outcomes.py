@@ -7,18 +7,14 @@ so recording costs the message path no trip to the store.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
+from botkit.batches import Batches
 from botkit.messages import IncomingMessage, Outcome, OutcomeKind, Reply
 from botkit.settings import Price
 from botkit.stores.base import OutcomeLog
-
-logger = logging.getLogger(__name__)
 
 QUESTION_CHARS = 1000
 """How much of a message an outcome keeps (the conversation keeps all of it)."""
@@ -41,8 +37,10 @@ def price(
     return (prompt * found.input + completion * found.output) / 1e6
 
 
-class OutcomeRecorder:
+class OutcomeRecorder(Batches[tuple[str, str], Outcome]):
     """Records the outcome of each reply of the pipelines it listens to (`observe`)."""
+
+    lost = "could not record the outcomes of messages; they are lost"
 
     def __init__(
         self,
@@ -52,12 +50,10 @@ class OutcomeRecorder:
         flush_seconds: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(flush_seconds=flush_seconds)
         self._log = log
         self._clock = clock
         self._prices = dict(prices or {})
-        self._flush_seconds = flush_seconds
-        self._pending: dict[tuple[str, str], Outcome] = {}
-        self._flusher: asyncio.Task[None] | None = None
 
     def observe(self, message: IncomingMessage, reply: Reply, seconds: float) -> None:
         """A pipeline reply listener."""
@@ -81,26 +77,7 @@ class OutcomeRecorder:
             cost=price(reply.model, usage.prompt_tokens, usage.completion_tokens, self._prices),
             error=reply.error,
         )
-        self._pending[(outcome.conversation, outcome.message_id)] = outcome
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_later())
+        self._keep((outcome.conversation, outcome.message_id), outcome)
 
-    async def flush(self) -> None:
-        """Write what is waiting now (before a report, or before forgetting someone)."""
-        outcomes, self._pending = list(self._pending.values()), {}
-        if outcomes:
-            await self._log.add_outcomes(outcomes)
-
-    async def aclose(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        await self.flush()
-
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self._flush_seconds)
-        try:
-            await self.flush()
-        except Exception:
-            logger.exception("could not record the outcomes of messages; they are lost")
+    async def _write(self, entries: Sequence[Outcome]) -> None:
+        await self._log.add_outcomes(entries)

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from botkit.batches import Batches
 from botkit.settings import Price
 from botkit.stores.base import UsageLedger, UsageRecord, UsageTotal
-
-logger = logging.getLogger(__name__)
 
 
 def today() -> str:
@@ -30,18 +26,18 @@ _today: list[Any] = ["", 0.0]
 """The day string, and when it stops being today."""
 
 
-class UsageMeter:
+class UsageMeter(Batches[tuple[str, str, str, str, str], UsageRecord]):
     """Adds each call's tokens to the store's ledger, in batches.
 
     Writing once a second instead of once a call keeps the store off the
     message path; `aclose` writes what is left.
     """
 
+    lost = "could not write token usage; it is lost for this second"
+
     def __init__(self, ledger: UsageLedger, *, flush_seconds: float = 1.0) -> None:
+        super().__init__(flush_seconds=flush_seconds)
         self._ledger = ledger
-        self._flush_seconds = flush_seconds
-        self._pending: dict[tuple[str, str, str, str, str], UsageRecord] = {}
-        self._flusher: asyncio.Task[None] | None = None
 
     def add(self, record: UsageRecord) -> None:
         key = (record.day, record.bot, record.user, record.conversation, record.model)
@@ -51,9 +47,7 @@ class UsageMeter:
                 prompt_tokens=earlier.prompt_tokens + record.prompt_tokens,
                 completion_tokens=earlier.completion_tokens + record.completion_tokens,
             )
-        self._pending[key] = record
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_later())
+        self._keep(key, record)
 
     async def used_today(self, bot: str, user: str | None = None) -> int:
         """Tokens a bot (or one of its users) spent today, written or not."""
@@ -65,24 +59,8 @@ class UsageMeter:
         )
         return pending + await self._ledger.tokens_used(day=day, bot=bot, user=user)
 
-    async def flush(self) -> None:
-        records, self._pending = list(self._pending.values()), {}
-        if records:
-            await self._ledger.add_usage(records)
-
-    async def aclose(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        await self.flush()
-
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self._flush_seconds)
-        try:
-            await self.flush()
-        except Exception:
-            logger.exception("could not write token usage; it is lost for this second")
+    async def _write(self, entries: Sequence[UsageRecord]) -> None:
+        await self._ledger.add_usage(entries)
 
 
 def cost(total: UsageTotal, prices: Mapping[str, Price]) -> float | None:
