@@ -472,10 +472,20 @@ class Workers:
                     *command, "--port", str(port), env=self._env, stderr=asyncio.subprocess.PIPE
                 )
             )
-        for port, process in zip(self.ports, self.processes, strict=True):
-            await until_listening(f"http://127.0.0.1:{port}/healthz", process)
         telegram = self._telegram
-        await telegram.until(lambda: len(telegram.called("getUpdates")) >= 2, within=30)
+        try:
+            for port, process in zip(self.ports, self.processes, strict=True):
+                await until_listening(f"http://127.0.0.1:{port}/healthz", process)
+            # Both polling: each asked who it is, and for updates (the first, at least).
+            await telegram.until(
+                lambda: (
+                    len(telegram.called("getMe")) >= 2 and len(telegram.called("getUpdates")) >= 2
+                ),
+                within=60,
+            )
+        except BaseException as err:
+            await self.__aexit__()
+            raise AssertionError(f"the workers did not start: {self.logs}") from err
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
